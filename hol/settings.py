@@ -1,0 +1,230 @@
+"""HOL settings. Every knob is read from the environment and has an embedded default.
+
+With no DATABASE_URL / REDIS_URL set, HOL runs on a SQLite file and a Redis server it starts
+itself (SPEC §2), both under HOL_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Where the embedded database, Redis socket and traces live when nothing else is configured.
+HOL_DATA_DIR = Path(os.environ.get("HOL_DATA_DIR", BASE_DIR / ".hol")).resolve()
+
+DEBUG = env_bool("HOL_DEBUG", True)
+_DEV_SECRET = "hol-dev-only-secret-key-change-me"  # noqa: S105 - refused below when DEBUG is off
+SECRET_KEY = os.environ.get("HOL_SECRET_KEY", _DEV_SECRET)
+if not DEBUG and SECRET_KEY == _DEV_SECRET:
+    raise ImproperlyConfigured("HOL_SECRET_KEY must be set when HOL_DEBUG is off.")
+
+ALLOWED_HOSTS = env_list("HOL_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("HOL_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "django_filters",
+    "guardian",
+    "channels",
+    "django_celery_beat",
+    "audit",
+    "tasks",
+    "approvals",
+    "chat",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hol.urls"
+ASGI_APPLICATION = "hol.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: DATABASE_URL (PostgreSQL) or the embedded SQLite file -----------------------------
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"], conn_max_age=env_int("HOL_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    HOL_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": HOL_DATA_DIR / "db.sqlite3",
+            # IMMEDIATE makes concurrent writers (claims) queue for the lock instead of failing.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: REDIS_URL or the embedded server on a private unix socket ----------------------------
+if os.environ.get("REDIS_URL"):
+    REDIS_URL = os.environ["REDIS_URL"]
+    CELERY_BROKER_URL = REDIS_URL
+    CHANNEL_REDIS_HOST: str = REDIS_URL
+else:
+    from hol.embedded_redis import ensure_running
+
+    HOL_REDIS_SOCKET = ensure_running(HOL_DATA_DIR / "redis.sock")
+    REDIS_URL = f"unix://{HOL_REDIS_SOCKET}"
+    CELERY_BROKER_URL = f"redis+socket://{HOL_REDIS_SOCKET}"
+    CHANNEL_REDIS_HOST = f"unix://{HOL_REDIS_SOCKET}"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [CHANNEL_REDIS_HOST], "prefix": os.environ.get("HOL_CHANNEL_PREFIX", "hol")},
+    }
+}
+
+# --- Celery and Beat ------------------------------------------------------------------------------
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("HOL_CELERY_EAGER", False)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+# Seconds between runs of each housekeeping task; installed into django-celery-beat by bootstrap.
+HOL_BEAT_SCHEDULE = {
+    "tasks.tasks.requeue_lapsed_work": env_int("HOL_BEAT_LEASE_SECONDS", 15),
+    "tasks.tasks.terminate_stale_sessions": env_int("HOL_BEAT_SESSIONS_SECONDS", 60),
+}
+
+# --- Auth, API ------------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "hol.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("HOL_JWT_ACCESS_SECONDS", 300)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_int("HOL_JWT_REFRESH_SECONDS", 86400)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HOL — Human Operations Layer API",
+    "DESCRIPTION": "The API coding agents use: tasks, workers, the work queue, sessions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- HOL domain knobs -----------------------------------------------------------------------------
+# Repos a task may target: comma-separated prefixes; empty denies every repo (fail closed).
+HOL_ALLOWED_REPO_PREFIXES = env_list("HOL_ALLOWED_REPO_PREFIXES", "https://github.com/,git@github.com:")
+HOL_INTAKE_ALLOW_NETWORK = env_bool("HOL_INTAKE_ALLOW_NETWORK", False)
+HOL_INTAKE_ALLOW_SECRETS = env_bool("HOL_INTAKE_ALLOW_SECRETS", False)
+# A claim holds its work order this long; every heartbeat of the worker extends it.
+HOL_LEASE_SECONDS = env_int("HOL_LEASE_SECONDS", 60)
+# A worker silent this long is marked offline and its work requeued.
+HOL_WORKER_TIMEOUT_SECONDS = env_int("HOL_WORKER_TIMEOUT_SECONDS", 90)
+# Requeue back-off: base * 2**(retry_count-1) seconds, capped.
+HOL_RETRY_BACKOFF_SECONDS = float(os.environ.get("HOL_RETRY_BACKOFF_SECONDS", 10))
+HOL_RETRY_BACKOFF_MAX_SECONDS = float(os.environ.get("HOL_RETRY_BACKOFF_MAX_SECONDS", 3600))
+HOL_DEFAULT_MAX_RETRIES = env_int("HOL_DEFAULT_MAX_RETRIES", 3)
+# Session keep-alive policy (SPEC §3.4).
+HOL_SESSION_IDLE_SECONDS = env_int("HOL_SESSION_IDLE_SECONDS", 30 * 60)
+HOL_SESSION_MAX_AGE_SECONDS = env_int("HOL_SESSION_MAX_AGE_SECONDS", 60 * 60)
+HOL_APPROVAL_POLICIES_FILE = Path(
+    os.environ.get("HOL_APPROVAL_POLICIES_FILE", BASE_DIR / "approvals/config/approval-policies.yaml")
+)
+HOL_RISK_RULES_FILE = Path(
+    os.environ.get("HOL_RISK_RULES_FILE", BASE_DIR / "approvals/config/risk-assessment-rules.yaml")
+)
+
+# --- Security (check --deploy clean when HOL_DEBUG=0 behind TLS) ---------------------------------
+SECURE_SSL_REDIRECT = env_bool("HOL_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env_int("HOL_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = HOL_DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("HOL_LOG_LEVEL", "INFO")},
+}

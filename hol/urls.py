@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+
+from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
+
+router = DefaultRouter()
+router.trailing_slash = "/?"  # both /api/v1/tasks and /api/v1/tasks/ answer
+router.register("tasks", TaskViewSet, basename="task")
+router.register("workers", WorkerViewSet, basename="worker")
+router.register("queue", QueueViewSet, basename="queue")
+router.register("sessions", SessionViewSet, basename="session")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/auth/token", TokenObtainPairView.as_view(), name="token"),
+    path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
+    path("api/v1/auth/token/verify", TokenVerifyView.as_view(), name="token-verify"),
+    path("api/v1/ping", PingView.as_view(), name="ping"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,130 @@
+"""Operators' view of tasks, work orders, workers, sessions and executions. Rows change only
+through services: admin actions call them; direct edits are off for queue state."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from hol.errors import DomainError
+from tasks import services as task_services
+from tasks.models import AgentSession, Execution, Task, Worker, WorkOrder
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _run_each(modeladmin, request, queryset, call, done: str) -> None:
+    ok = 0
+    for obj in queryset:
+        try:
+            call(obj)
+            ok += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+    if ok:
+        modeladmin.message_user(request, f"{ok} {done}", messages.SUCCESS)
+
+
+class WorkOrderInline(admin.TabularInline):
+    model = WorkOrder
+    fields = ("status", "worker", "priority", "retry_count", "enqueued_at", "claimed_at", "completed_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ("title", "status", "priority", "operation", "task_type", "target_repo", "assigned_to", "created_at")
+    list_filter = ("status", "priority", "operation", "task_type", "created_at")
+    search_fields = ("title", "objective", "target_repo", "idempotency_key", "id")
+    date_hierarchy = "created_at"
+    inlines = [WorkOrderInline]
+    actions = ["cancel_tasks", "enqueue_tasks"]
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel_tasks(self, request, queryset) -> None:
+        _run_each(
+            self,
+            request,
+            queryset,
+            lambda task: task_services.task_update(
+                actor=request.user, task_id=task.pk, changes={"status": "cancelled"}
+            ),
+            "tasks cancelled",
+        )
+
+    @admin.action(description="Enqueue selected tasks")
+    def enqueue_tasks(self, request, queryset) -> None:
+        _run_each(
+            self,
+            request,
+            queryset,
+            lambda task: task_services.work_order_enqueue(actor=request.user, task_id=task.pk),
+            "tasks enqueued",
+        )
+
+
+@admin.register(WorkOrder)
+class WorkOrderAdmin(ReadOnlyAdmin):
+    list_display = ("id", "task", "status", "priority", "worker", "retry_count", "enqueued_at", "lease_expires_at")
+    list_filter = ("status", "priority", "enqueued_at")
+    search_fields = ("id", "task__title", "worker__name", "last_error")
+    list_select_related = ("task", "worker")
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyAdmin):
+    list_display = ("name", "user", "status", "last_heartbeat_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("name", "user__username", "id")
+    actions = ["deregister_workers"]
+
+    @admin.action(description="Deregister selected workers (requeue their work)")
+    def deregister_workers(self, request, queryset) -> None:
+        _run_each(
+            self,
+            request,
+            queryset,
+            lambda worker: task_services.worker_deregister(actor=request.user, worker_id=worker.pk),
+            "workers deregistered",
+        )
+
+
+@admin.register(AgentSession)
+class AgentSessionAdmin(ReadOnlyAdmin):
+    list_display = ("session_id", "worker", "task", "status", "last_activity_at", "created_at", "terminated_at")
+    list_filter = ("status",)
+    search_fields = ("session_id", "worker__name", "task__title")
+    actions = ["terminate_sessions"]
+
+    @admin.action(description="Terminate selected sessions")
+    def terminate_sessions(self, request, queryset) -> None:
+        _run_each(
+            self,
+            request,
+            queryset,
+            lambda session: task_services.session_terminate(
+                actor=request.user, session_pk=session.pk, reason=f"terminated by {request.user.get_username()}"
+            ),
+            "sessions terminated",
+        )
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyAdmin):
+    list_display = ("work_order", "attempt", "status", "worker", "exit_code", "started_at", "completed_at")
+    list_filter = ("status",)
+    search_fields = ("task__title", "output", "work_order__id")

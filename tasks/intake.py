@@ -1,0 +1,99 @@
+"""The intake policy gate of SPEC §3.4: a pure function from a submitted payload to task fields.
+
+Accepts the aliases (`type`→operation, `payload`→inputs, `target.repository`→target.repo,
+`repository_url`/`branch_name`→target.repo/ref), normalises, and raises `ValidationFailed`
+with one of the stable codes below. It reads settings but touches no database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hol.errors import ValidationFailed
+from tasks.models import Task
+
+INVALID_OPERATION = "INVALID_OPERATION"
+REPO_NOT_ALLOWED = "REPO_NOT_ALLOWED"
+TIME_BUDGET_TOO_LOW = "TIME_BUDGET_TOO_LOW"
+TIME_BUDGET_TOO_HIGH = "TIME_BUDGET_TOO_HIGH"
+NETWORK_ACCESS_DENIED = "NETWORK_ACCESS_DENIED"
+SECRETS_ACCESS_DENIED = "SECRETS_ACCESS_DENIED"
+
+MIN_TIME_BUDGET = 30
+MAX_TIME_BUDGET = 86400
+
+
+def normalize_repo(repo: str) -> str:
+    repo = repo.strip().lower()
+    if repo.endswith(".git"):
+        repo = repo[: -len(".git")]
+    return repo.rstrip("/")
+
+
+def apply_aliases(payload: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `payload` with the accepted aliases folded into their canonical names."""
+    data = dict(payload)
+    if "type" in data and "operation" not in data:
+        data["operation"] = data.pop("type")
+    if "payload" in data and "inputs" not in data:
+        data["inputs"] = data.pop("payload")
+    target = dict(data.get("target") or {})
+    if "repository" in target and "repo" not in target:
+        target["repo"] = target.pop("repository")
+    if "repository_url" in data and "repo" not in target:
+        target["repo"] = data.pop("repository_url")
+    if "branch_name" in data and "ref" not in target:
+        target["ref"] = data.pop("branch_name")
+    data["target"] = target
+    return data
+
+
+def check_intake(
+    data: dict[str, Any],
+    *,
+    allowed_repo_prefixes: Sequence[str],
+    allow_network: bool = False,
+    allow_secrets: bool = False,
+) -> dict[str, Any]:
+    """Apply the gate to an aliased payload; return normalised target/constraints/operation."""
+    operation = data.get("operation", Task.Operation.CODE_CHANGE)
+    if operation not in Task.Operation.values:
+        raise ValidationFailed(
+            INVALID_OPERATION, f"operation {operation!r} is not one of {', '.join(Task.Operation.values)}"
+        )
+
+    target = data.get("target") or {}
+    repo = target.get("repo")
+    if not isinstance(repo, str) or not repo.strip():
+        raise ValidationFailed(REPO_NOT_ALLOWED, "target.repo is required")
+    repo = normalize_repo(repo)
+    prefixes = [p.lower() for p in allowed_repo_prefixes]
+    if not any(repo.startswith(prefix) for prefix in prefixes):
+        allowed = ", ".join(prefixes) if prefixes else "none are configured (HOL_ALLOWED_REPO_PREFIXES)"
+        raise ValidationFailed(REPO_NOT_ALLOWED, f"repo {repo!r} is not allowed; allowed prefixes: {allowed}")
+
+    constraints = data.get("constraints") or {}
+    budget = constraints.get("time_budget_seconds", 900)
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise ValidationFailed(TIME_BUDGET_TOO_LOW, "constraints.time_budget_seconds must be an integer")
+    if budget < MIN_TIME_BUDGET:
+        raise ValidationFailed(TIME_BUDGET_TOO_LOW, f"time_budget_seconds {budget} is below {MIN_TIME_BUDGET}")
+    if budget > MAX_TIME_BUDGET:
+        raise ValidationFailed(TIME_BUDGET_TOO_HIGH, f"time_budget_seconds {budget} is above {MAX_TIME_BUDGET}")
+    wants_network = constraints.get("allow_network", False) is True
+    wants_secrets = constraints.get("allow_secrets", False) is True
+    if wants_network and not allow_network:
+        raise ValidationFailed(NETWORK_ACCESS_DENIED, "network access is not allowed for tasks")
+    if wants_secrets and not allow_secrets:
+        raise ValidationFailed(SECRETS_ACCESS_DENIED, "secrets access is not allowed for tasks")
+
+    return {
+        "operation": operation,
+        "target_repo": repo,
+        "target_ref": (target.get("ref") or "main").strip(),
+        "target_path": (target.get("path") or "").strip(),
+        "time_budget_seconds": budget,
+        "allow_network": wants_network,
+        "allow_secrets": wants_secrets,
+    }
