@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN
     "django_filters",
     "guardian",
     "channels",
@@ -178,6 +179,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.Task.Status",
+        "WorkOrderStatusEnum": "tasks.models.WorkOrder.Status",
+        "WorkerStatusEnum": "tasks.models.Worker.Status",
+        "SessionStatusEnum": "tasks.models.AgentSession.Status",
+    },
 }
 
 # --- HOL domain knobs -----------------------------------------------------------------------------
