@@ -1,0 +1,104 @@
+"""The claim is atomic under real concurrency: OS processes racing on PostgreSQL (SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import traceback
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from audit.models import AuditEntry
+from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
+
+CLAIMERS = 8
+WORK_ORDERS = 2000
+JOIN_TIMEOUT_SECONDS = 60
+
+
+def claim_until_empty(user_id: int, worker_id: str, start, results) -> None:
+    """Child process: claim through the service until it answers None, then report every claim."""
+    try:
+        from django.contrib.auth import get_user_model
+
+        from tasks.services import work_order_claim
+
+        actor = get_user_model().objects.get(pk=user_id)
+        start.wait(timeout=JOIN_TIMEOUT_SECONDS)
+        claims = []
+        while (work_order := work_order_claim(actor=actor, worker_id=worker_id)) is not None:
+            claims.append((str(work_order.pk), work_order.priority, work_order.enqueued_at))
+        results.put((worker_id, claims, None))
+    except BaseException:
+        results.put((worker_id, [], traceback.format_exc()))
+    finally:
+        connections.close_all()
+
+
+def queue_of_mixed_priorities(count: int) -> dict[str, int]:
+    """`count` queued work orders (one task each) of random priority; returns id → enqueue order."""
+    ranks = list(PRIORITY_RANK.values())
+    rng = random.Random(20261125)
+    now = timezone.now()
+    tasks = Task.objects.bulk_create(
+        Task(title=f"race {i}", objective="race", target_repo="https://github.com/acme/shop") for i in range(count)
+    )
+    work_orders = WorkOrder.objects.bulk_create(
+        WorkOrder(
+            task=task,
+            priority=rng.choice(ranks),
+            # Distinct enqueue times define "oldest first" within a priority.
+            enqueued_at=now - timedelta(seconds=count) + timedelta(seconds=i),
+            available_at=now - timedelta(seconds=1),
+        )
+        for i, task in enumerate(tasks)
+    )
+    return {str(work_order.pk): i for i, work_order in enumerate(work_orders)}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_order(agent_007):
+    enqueue_order = queue_of_mixed_priorities(WORK_ORDERS)
+    workers = [Worker.objects.create(name=f"racer-{i}", user=agent_007) for i in range(CLAIMERS)]
+    assert set(WorkOrder.objects.values_list("priority", flat=True)) == set(PRIORITY_RANK.values())
+
+    connections.close_all()  # children must open their own connections, not share the parent's socket
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(CLAIMERS)
+    results = context.Queue()
+    processes = [
+        context.Process(target=claim_until_empty, args=(agent_007.pk, str(worker.pk), start, results))
+        for worker in workers
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=JOIN_TIMEOUT_SECONDS) for _ in processes]
+    for process in processes:
+        process.join(timeout=JOIN_TIMEOUT_SECONDS)
+    errors = [error for _, _, error in reports if error]
+    assert not errors, errors[0]
+    assert [process.exitcode for process in processes] == [0] * CLAIMERS
+
+    claimed_ids = [work_order_id for _, claims, _ in reports for work_order_id, _, _ in claims]
+    assert len(claimed_ids) == WORK_ORDERS, "every work order claimed, none lost"
+    assert len(set(claimed_ids)) == WORK_ORDERS, "no work order claimed twice"
+    assert set(claimed_ids) == set(enqueue_order)
+    assert not WorkOrder.objects.filter(status=WorkOrder.Status.QUEUED).exists()
+
+    holder = {str(pk): str(worker_id) for pk, worker_id in WorkOrder.objects.values_list("pk", "worker_id")}
+    for worker_id, claims, _ in reports:
+        assert claims, f"claimer {worker_id} got nothing: the race did not happen"
+        assert {holder[work_order_id] for work_order_id, _, _ in claims} == {worker_id}
+        # Highest priority first, then oldest: each claimer's sequence only ever goes down that order.
+        keys = [(-priority, enqueue_order[wo]) for wo, priority, _ in claims]
+        assert keys == sorted(keys), f"claimer {worker_id} took work out of priority order"
+        priorities = [priority for _, priority, _ in claims]
+        assert priorities == sorted(priorities, reverse=True)
+
+    assert Execution.objects.filter(attempt=1).count() == WORK_ORDERS
+    assert AuditEntry.objects.filter(action="work_order.claimed").count() == WORK_ORDERS
