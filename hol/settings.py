@@ -144,6 +144,9 @@ CELERY_TIMEZONE = "UTC"
 HOL_BEAT_SCHEDULE = {
     "tasks.tasks.requeue_lapsed_work": env_int("HOL_BEAT_LEASE_SECONDS", 15),
     "tasks.tasks.terminate_stale_sessions": env_int("HOL_BEAT_SESSIONS_SECONDS", 60),
+    # Pending approvals past expires_at become expired; approvers hear of ones about to expire.
+    "approvals.tasks.expire_overdue_approvals": env_int("HOL_BEAT_APPROVALS_EXPIRE_SECONDS", 30),
+    "approvals.tasks.warn_expiring_approvals": env_int("HOL_BEAT_APPROVALS_WARN_SECONDS", 60),
 }
 
 # --- Auth, API ------------------------------------------------------------------------------------
@@ -212,6 +215,17 @@ HOL_APPROVAL_POLICIES_FILE = Path(
 HOL_RISK_RULES_FILE = Path(
     os.environ.get("HOL_RISK_RULES_FILE", BASE_DIR / "approvals/config/risk-assessment-rules.yaml")
 )
+# Longest an agent may long-poll GET /api/v1/approvals/{id}?wait=N (N is capped to this).
+HOL_APPROVAL_WAIT_MAX_SECONDS = env_int("HOL_APPROVAL_WAIT_MAX_SECONDS", 60)
+# Approvers are told this long before a pending request expires.
+HOL_APPROVAL_EXPIRY_WARNING_SECONDS = env_int("HOL_APPROVAL_EXPIRY_WARNING_SECONDS", 300)
+# Slack-compatible incoming webhook for approval notifications on levels whose channels name
+# `webhook` (empty: none), and how long one POST may take.
+HOL_APPROVAL_WEBHOOK_URL = os.environ.get("HOL_APPROVAL_WEBHOOK_URL", "")
+HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 3))
+# Where notification email goes: the console unless a real backend (SMTP settings) is configured.
+EMAIL_BACKEND = os.environ.get("HOL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")
 
 # --- Security (check --deploy clean when HOL_DEBUG=0 behind TLS) ---------------------------------
 SECURE_SSL_REDIRECT = env_bool("HOL_SECURE_SSL_REDIRECT", not DEBUG)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
+from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
+from approvals.metrics import metrics_view
 from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
@@ -14,6 +16,7 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("queue", QueueViewSet, basename="queue")
 router.register("sessions", SessionViewSet, basename="session")
+router.register("approvals", ApprovalViewSet, basename="approval")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -21,7 +24,11 @@ urlpatterns = [
     path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/v1/auth/token/verify", TokenVerifyView.as_view(), name="token-verify"),
     path("api/v1/ping", PingView.as_view(), name="ping"),
+    # An async view (the long-poll must hold no thread while it waits), ahead of the router.
+    re_path(r"^api/v1/approvals/(?P<pk>[0-9a-fA-F-]{32,36})/?$", approval_detail, name="approval-detail"),
+    path("api/v1/risk/assess", RiskAssessView.as_view(), name="risk-assess"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from approvals.models import ApprovalDecision, ApprovalRequest, RiskLevel
+
+MAX_JSON_BYTES = 256 * 1024  # SPEC §4: JSON detail fields ≤ 256 KiB
+
+
+def _small_json(value: Any) -> Any:
+    if len(json.dumps(value, default=str).encode()) > MAX_JSON_BYTES:
+        raise serializers.ValidationError("must be at most 256 KiB of JSON")
+    return value
+
+
+class RiskFactorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    why = serializers.CharField()
+    level = serializers.ChoiceField(choices=RiskLevel.choices)
+
+
+class AssessmentSerializer(serializers.Serializer):
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    risk_score = serializers.IntegerField(min_value=0, max_value=100)
+    risk_factors = RiskFactorSerializer(many=True)
+    auto_approve = serializers.BooleanField()
+    required_approvals = serializers.IntegerField()
+    require_justification = serializers.BooleanField()
+    require_role = serializers.CharField(allow_null=True)
+    timeout_minutes = serializers.IntegerField()
+
+
+class ActionSerializer(serializers.Serializer):
+    """The action an approval covers; its canonical form is what `action_hash` is taken over."""
+
+    action_type = serializers.CharField(max_length=100)
+    resource_type = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    operation = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    environment = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    details = serializers.DictField(required=False, default=dict)
+
+    def validate_details(self, value: dict) -> dict:
+        return _small_json(value)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and "details" not in data and "action_details" in data:
+            data = {**data, "details": data["action_details"]}
+        return super().to_internal_value(data)
+
+
+class ApprovalCreateSerializer(ActionSerializer):
+    workflow_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    thread_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    checkpoint_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    task_id = serializers.UUIDField(required=False, allow_null=True)
+    work_order_id = serializers.UUIDField(required=False, allow_null=True)
+    session_id = serializers.UUIDField(required=False, allow_null=True)
+    agent_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    action_impact = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    security_context = serializers.DictField(required=False, default=dict)
+
+    def validate_security_context(self, value: dict) -> dict:
+        return _small_json(value)
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    justification = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+
+
+class CancelInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApprovalDecision
+        fields = ["approver", "role", "decision", "justification", "created_at"]
+        read_only_fields = fields
+
+
+class ApprovalRequestSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assigned_to = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    risk_factors = RiskFactorSerializer(many=True, read_only=True)
+    approvals_count = serializers.IntegerField(read_only=True)
+    decisions = DecisionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id", "status", "risk_level", "risk_score", "risk_factors", "required_approvals", "approvals_count",
+            "require_justification", "expires_at", "action_type", "resource_type", "operation", "environment",
+            "action_details", "action_impact", "action_hash", "security_context", "workflow_id", "thread_id",
+            "checkpoint_id", "task", "work_order", "session", "requested_by", "agent_name", "assigned_role",
+            "assigned_to", "escalation_level", "approver", "approver_role", "approval_justification",
+            "rejection_reason", "decisions", "created_at", "updated_at", "decided_at", "consumed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
