@@ -1,0 +1,132 @@
+"""HOL served by a real daphne (started the way `./bin/hol run` starts it), driven over HTTP.
+
+The daphne process cannot see the test run's in-memory SQLite database, so on SQLite it gets a
+freshly migrated file of its own; on PostgreSQL it serves the test database itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.db import connection
+
+from hol import embedded_redis
+from hol.launcher import listening_socket, start_daphne, stop_all
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT_PASSWORD = "pw-live-agent"
+START_SECONDS = 60
+
+
+def database_url(settings_dict: dict) -> str:
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict.get("PASSWORD"):
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def manage(env: dict, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def live_env(django_db_setup, django_db_blocker):
+    """Environment for HOL processes serving the same database as this test run."""
+    data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
+    env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
+    with django_db_blocker.unblock():
+        vendor, settings_dict = connection.vendor, connection.settings_dict
+    if vendor == "postgresql":
+        env["DATABASE_URL"] = database_url(settings_dict)
+    else:
+        manage(env, "migrate", "--noinput", "-v", "0")
+    yield env
+    if "REDIS_URL" not in env:
+        embedded_redis.stop(data_dir / "redis.sock")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def base_url(live_env):
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    processes = start_daphne(sock, 1, env=live_env, quiet=True)
+    sock.close()  # daphne holds its own copy
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            assert processes[0].poll() is None, "daphne exited while starting"
+            try:
+                httpx.get(f"{url}/api/schema/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "daphne did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop_all(processes)
+
+
+@pytest.fixture
+def demo_agent(live_env, transactional_db) -> str:
+    """The demo agent account, made by the same command `./bin/hol run` uses."""
+    manage(live_env, "bootstrap_roles", "--demo-users", "--password", AGENT_PASSWORD)
+    return "demo_agent"
+
+
+def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_agent, new_task):
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        token = http.post("/api/v1/auth/token", json={"username": demo_agent, "password": AGENT_PASSWORD})
+        assert token.status_code == 200, token.text
+        http.headers["Authorization"] = f"Bearer {token.json()['access']}"
+
+        worker = http.post("/api/v1/workers", json={"name": "live-laptop"})
+        assert worker.status_code == 201, worker.text
+        task = http.post("/api/v1/tasks", json=new_task())
+        assert task.status_code == 201, task.text
+        enqueued = http.post("/api/v1/queue/enqueue", json={"task_id": task.json()["id"]})
+        assert enqueued.status_code == 201, enqueued.text
+        claim = http.post("/api/v1/queue/claim", json={"worker_id": worker.json()["id"]})
+        assert claim.status_code == 200, claim.text
+        assert claim.json()["task"]["id"] == task.json()["id"]
+        done = http.post("/api/v1/queue/complete", json={"work_order_id": claim.json()["id"], "output": "ok"})
+        assert done.status_code == 200, done.text
+
+        assert http.get(f"/api/v1/tasks/{task.json()['id']}").json()["status"] == "completed"
+        assert http.post("/api/v1/queue/claim", json={"worker_id": worker.json()["id"]}).status_code == 204
+
+
+def test_live_server_refuses_requests_without_a_token(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/api/v1/tasks", timeout=10)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_live_server_serves_the_interactive_api_docs(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/api/docs/", timeout=10)
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+def test_live_server_serves_the_openapi_schema_with_the_queue(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/api/schema/", timeout=10)
+    assert response.status_code == 200
+    assert "/api/v1/queue/claim" in response.text
+    assert "/api/v1/auth/token" in response.text
