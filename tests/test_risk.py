@@ -155,7 +155,7 @@ def test_a_malformed_rules_file_is_refused_naming_file_and_problem(tmp_path, set
 def test_a_rules_file_that_is_not_yaml_is_refused(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("levels: [unclosed\n")
-    with pytest.raises(ImproperlyConfigured, match="broken.yaml"):
+    with pytest.raises(ImproperlyConfigured, match=r"broken\.yaml"):
         load_rules(path)
 
 

@@ -1,0 +1,143 @@
+"""Approvers racing on PostgreSQL: real processes deciding the same request at the same moment.
+
+Each approver is a long-lived child process (Django set up, connected, user loaded) that decides
+on a line from stdin, so both start a round within microseconds of each other; the row lock in
+the decision service must turn every round into exactly one outcome."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from approvals.models import ApprovalRequest
+from approvals.services import approval_decide, approval_request_create
+from audit.models import AuditEntry
+from tests.conftest import make_user
+
+ROOT = Path(__file__).resolve().parent.parent
+HIGH = {"action_type": "file", "operation": "delete", "environment": "dev"}
+CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production"}
+ROUNDS = 6
+
+APPROVER = r"""
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
+django.setup()
+from django.contrib.auth import get_user_model
+from django.db import connection
+from approvals.services import approval_decide
+from hol.errors import DomainError
+user = get_user_model().objects.get(username=sys.argv[1])
+connection.ensure_connection()
+print("ready", flush=True)
+for line in sys.stdin:
+    request_id, decision = line.split()
+    try:
+        result = approval_decide(actor=user, request_id=request_id, decision=decision, justification="race")
+        print(json.dumps({"ok": True, "status": result.status}), flush=True)
+    except DomainError as exc:
+        print(json.dumps({"ok": False, "code": exc.code}), flush=True)
+"""
+
+
+@pytest.fixture
+def approver_processes():
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
+    started: list[subprocess.Popen] = []
+
+    def start(username: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", APPROVER, username],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def race(processes: list[subprocess.Popen], orders: list[str]) -> list[dict]:
+    for proc, order in zip(processes, orders, strict=True):
+        proc.stdin.write(order + "\n")
+    for proc in processes:
+        proc.stdin.flush()
+    return [json.loads(proc.stdout.readline()) for proc in processes]
+
+
+def decision_entries(request: ApprovalRequest) -> list[str]:
+    return list(
+        AuditEntry.objects.filter(
+            target_id=str(request.pk),
+            action__in=["approval.approved", "approval.rejected", "approval.approval_recorded"],
+        ).values_list("action", flat=True)
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_approvers_deciding_at_once_end_with_one_outcome_and_one_audit_entry(approver_processes):
+    agent = make_user("agent_007", "agent")
+    make_user("bob_tech_lead", "tech_lead", is_staff=True)
+    make_user("erin_tech_lead", "tech_lead", is_staff=True)
+    bob, erin = approver_processes("bob_tech_lead"), approver_processes("erin_tech_lead")
+    assert [bob.stdout.readline().strip(), erin.stdout.readline().strip()] == ["ready", "ready"]
+    for round_number in range(ROUNDS):
+        request = approval_request_create(actor=agent, action=HIGH)
+        second = "reject" if round_number % 2 else "approve"
+        results = race([bob, erin], [f"{request.pk} approve", f"{request.pk} {second}"])
+        request.refresh_from_db()
+        winners = [result for result in results if result["ok"]]
+        assert len(winners) == 1, results
+        assert [result["code"] for result in results if not result["ok"]] == ["not_pending"]
+        assert request.status == winners[0]["status"]
+        assert request.decisions.count() == 1
+        assert len(decision_entries(request)) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_reject_racing_the_second_approval_of_a_critical_request_never_ends_approved_with_a_reject(
+    approver_processes,
+):
+    agent = make_user("agent_007", "agent")
+    carol = make_user("carol_devops", "devops_engineer", is_staff=True)
+    make_user("dave_devops", "devops_engineer", is_staff=True)
+    make_user("frank_devops", "devops_engineer", is_staff=True)
+    dave, frank = approver_processes("dave_devops"), approver_processes("frank_devops")
+    assert [dave.stdout.readline().strip(), frank.stdout.readline().strip()] == ["ready", "ready"]
+    outcomes = set()
+    for _ in range(ROUNDS):
+        request = approval_request_create(actor=agent, action=CRITICAL)
+        approval_decide(actor=carol, request_id=request.pk, decision="approve", justification="first")
+        results = race([dave, frank], [f"{request.pk} approve", f"{request.pk} reject"])
+        request.refresh_from_db()
+        assert sum(result["ok"] for result in results) == 1, results
+        decisions = sorted(request.decisions.values_list("decision", flat=True))
+        if request.status == "approved":
+            assert decisions == ["approve", "approve"]
+            assert results[1] == {"ok": False, "code": "not_pending"}
+        else:
+            assert request.status == "rejected"
+            assert decisions == ["approve", "reject"]
+            assert results[0] == {"ok": False, "code": "not_pending"}
+        assert len(decision_entries(request)) == 2  # carol's, and the one winner's
+        outcomes.add(request.status)
+    assert outcomes <= {"approved", "rejected"}

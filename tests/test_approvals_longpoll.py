@@ -1,0 +1,217 @@
+"""GET /api/v1/approvals/{id}?wait=N: the async long-poll.
+
+The first group runs in-process (Django's test client drives the async view). The second serves
+the view from a real daphne process and decides from yet another process; it is marked postgres
+because the subprocesses must share the test database, and pytest-django's SQLite test database
+is in-memory, visible to this process only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from approvals.services import approval_decide, approval_request_create
+from hol.launcher import listening_socket, start_daphne, stop_all
+from tests.conftest import make_user
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIUM = {"action_type": "file", "operation": "write"}
+
+
+# --- in-process -----------------------------------------------------------------------------------
+
+
+def test_wait_on_a_decided_request_returns_at_once(as_agent_007, agent_007, bob_tech_lead):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    approval_decide(actor=bob_tech_lead, request_id=request.pk, decision="approve")
+    started = time.monotonic()
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 30})
+    assert time.monotonic() - started < 1
+    assert response.status_code == 200
+    assert response.json()["status"] == "approved"
+
+
+def test_wait_on_a_pending_request_returns_pending_after_n_seconds(as_agent_007, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    started = time.monotonic()
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 1})
+    elapsed = time.monotonic() - started
+    assert 0.95 <= elapsed < 2
+    assert response.json()["status"] == "pending"
+
+
+def test_wait_is_capped_by_the_setting(as_agent_007, agent_007, settings):
+    settings.HOL_APPROVAL_WAIT_MAX_SECONDS = 1
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    started = time.monotonic()
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 600})
+    assert time.monotonic() - started < 2
+    assert response.json()["status"] == "pending"
+
+
+def test_read_without_wait_answers_the_request(as_agent_007, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}/")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["id"], body["status"], body["risk_level"]) == (str(request.pk), "pending", "medium")
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_a_400(as_agent_007, agent_007, wait):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": wait})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
+def test_reading_needs_authentication(agent_007, client):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    response = client.get(f"/api/v1/approvals/{request.pk}")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    bad = client.get(f"/api/v1/approvals/{request.pk}", HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert bad.status_code == 401
+    assert bad.json()["code"] == "token_not_valid"
+
+
+def test_an_agent_cannot_read_another_agents_request(as_agent_008, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    assert as_agent_008.get(f"/api/v1/approvals/{request.pk}").status_code == 404
+
+
+def test_a_signed_in_person_reads_with_the_session(agent_007, bob_tech_lead, client):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    client.force_login(bob_tech_lead)
+    assert client.get(f"/api/v1/approvals/{request.pk}").json()["assigned_to"] == "bob_tech_lead"
+
+
+def test_only_get_is_served_on_a_request(as_agent_007, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    assert as_agent_007.delete(f"/api/v1/approvals/{request.pk}").status_code == 405
+
+
+# --- a real daphne, a decision from another process ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hol_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """The environment that points a subprocess at this test run's database."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url}
+
+
+@pytest.fixture(scope="module")
+def daphne_url(hol_env):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    sock = listening_socket("127.0.0.1", 0)
+    processes = start_daphne(sock, 1, env=hol_env, quiet=True)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/api/v1/approvals/00000000-0000-0000-0000-000000000000", timeout=2)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or processes[0].poll() is not None:
+                stop_all(processes)
+                pytest.fail("daphne did not start")
+            time.sleep(0.1)
+    yield url
+    stop_all(processes)
+    sock.close()
+
+
+def bearer(user) -> dict[str, str]:
+    return {"Authorization": f"Bearer {RefreshToken.for_user(user).access_token}"}
+
+
+def wait_in_thread(url: str, headers: dict, results: dict) -> threading.Thread:
+    def run() -> None:
+        started = time.monotonic()
+        response = httpx.get(url, headers=headers, timeout=60)
+        results.update(status=response.status_code, body=response.json(), returned=time.monotonic(), started=started)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_process(daphne_url, hol_env):
+    agent = make_user("agent_007", "agent")
+    make_user("carol_devops", "devops_engineer", is_staff=True)
+    request = approval_request_create(actor=agent, action=MEDIUM)
+    results: dict = {}
+    thread = wait_in_thread(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent), results)
+    time.sleep(1.0)  # the agent is waiting
+    assert not results
+    decider = subprocess.Popen(
+        [sys.executable, "manage.py", "approvals", "approve", str(request.pk), "--as", "carol_devops"],
+        cwd=ROOT,
+        env=hol_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = decider.stdout.readline()
+    decided = time.monotonic()
+    decider.wait(30)
+    thread.join(30)
+    assert line.strip() == f"{request.pk}: approved (1/1)"
+    assert results["status"] == 200
+    assert results["body"]["status"] == "approved"
+    assert results["returned"] - decided < 1.0
+    assert results["returned"] - results["started"] < 25
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url):
+    agent = make_user("agent_007", "agent")
+    request = approval_request_create(actor=agent, action=MEDIUM)
+    started = time.monotonic()
+    response = httpx.get(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=2", headers=bearer(agent), timeout=30)
+    elapsed = time.monotonic() - started
+    assert response.json()["status"] == "pending"
+    assert 1.9 <= elapsed < 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
+    agent = make_user("agent_007", "agent")
+    requests = [approval_request_create(actor=agent, action=MEDIUM) for _ in range(50)]
+    headers = bearer(agent)
+
+    async def scenario() -> tuple[list[float], list[int]]:
+        async with httpx.AsyncClient(base_url=daphne_url, headers=headers, timeout=60) as client:
+            waiters = [
+                asyncio.create_task(client.get(f"/api/v1/approvals/{request.pk}", params={"wait": 4}))
+                for request in requests
+            ]
+            await asyncio.sleep(1.0)  # all 50 are waiting now
+            pings = []
+            for _ in range(20):
+                started = time.monotonic()
+                response = await client.post("/api/v1/ping")
+                assert response.status_code == 200
+                pings.append(time.monotonic() - started)
+            answers = await asyncio.gather(*waiters)
+            return pings, [answer.status_code for answer in answers]
+
+    pings, statuses = asyncio.run(scenario())
+    assert statuses == [200] * 50
+    assert max(pings) < 0.5, pings
