@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
+from hol.errors import PermissionDenied
 from notifications.models import Notification
 from tasks import services as task_services
 from tasks.models import Execution, Task, Worker, WorkOrder
@@ -238,6 +239,19 @@ def test_failed_task_may_be_enqueued_again(as_agent_007, claimed):
     assert Task.objects.get(pk=task_id).status == Task.Status.QUEUED
 
 
+def test_holder_reports_running_and_may_still_complete(as_agent_007, agent_007, claimed):
+    task_services.work_order_start(actor=agent_007, work_order_id=claimed)
+    assert WorkOrder.objects.get(pk=claimed).status == WorkOrder.Status.RUNNING
+    assert AuditEntry.objects.filter(action="work_order.started", target_id=claimed, actor="agent_007").exists()
+    assert complete(as_agent_007, claimed).status_code == 200
+
+
+def test_another_agent_cannot_report_running(agent_008, claimed):
+    with pytest.raises(PermissionDenied):
+        task_services.work_order_start(actor=agent_008, work_order_id=claimed)
+    assert WorkOrder.objects.get(pk=claimed).status == WorkOrder.Status.CLAIMED
+
+
 # --- worker status follows what it holds ----------------------------------------------------------
 
 
@@ -349,6 +363,9 @@ def test_lapsed_lease_with_retries_spent_fails_for_good_and_tells_the_assignee(
     notification = Notification.objects.get(user=alice_developer, kind="work_order.failed")
     assert notification.level == "error"
     assert task_id in notification.link
+    assert AuditEntry.objects.filter(
+        action="notification.created", target_id=str(notification.pk), actor="system"
+    ).exists()
     assert AuditEntry.objects.filter(action="work_order.failed", target_id=work_order_id, actor="system").exists()
 
 
