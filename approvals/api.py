@@ -15,7 +15,6 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
@@ -235,10 +234,6 @@ def _wait_seconds(raw: str | None) -> float:
     return min(wait, float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS))
 
 
-@extend_schema(
-    parameters=[OpenApiParameter("wait", OpenApiTypes.NUMBER, description="seconds to wait while pending")],
-    responses=ApprovalRequestSerializer,
-)
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
     (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. The wait is a Redis pub/sub subscription on
