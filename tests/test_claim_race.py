@@ -38,6 +38,15 @@ def claim_until_empty(user_id: int, worker_id: str, start, results) -> None:
         connections.close_all()
 
 
+def release_connections_before_fork() -> None:
+    """Children must open their own connections: a socket shared across fork corrupts both ends.
+    With HOL_DB_POOL the pool (and its threads) would be inherited too, so it is closed as well."""
+    connections.close_all()
+    for conn in connections.all(initialized_only=True):
+        if conn.settings_dict.get("OPTIONS", {}).get("pool"):
+            conn.close_pool()
+
+
 def queue_of_mixed_priorities(count: int) -> dict[str, int]:
     """`count` queued work orders (one task each) of random priority; returns id → enqueue order."""
     ranks = list(PRIORITY_RANK.values())
@@ -67,7 +76,7 @@ def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_orde
     workers = [Worker.objects.create(name=f"racer-{i}", user=agent_007) for i in range(CLAIMERS)]
     assert set(WorkOrder.objects.values_list("priority", flat=True)) == set(PRIORITY_RANK.values())
 
-    connections.close_all()  # children must open their own connections, not share the parent's socket
+    release_connections_before_fork()
     context = multiprocessing.get_context("fork")
     start = context.Barrier(CLAIMERS)
     results = context.Queue()
@@ -75,11 +84,16 @@ def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_orde
         context.Process(target=claim_until_empty, args=(agent_007.pk, str(worker.pk), start, results))
         for worker in workers
     ]
-    for process in processes:
-        process.start()
-    reports = [results.get(timeout=JOIN_TIMEOUT_SECONDS) for _ in processes]
-    for process in processes:
-        process.join(timeout=JOIN_TIMEOUT_SECONDS)
+    try:
+        for process in processes:
+            process.start()
+        reports = [results.get(timeout=JOIN_TIMEOUT_SECONDS) for _ in processes]
+        for process in processes:
+            process.join(timeout=JOIN_TIMEOUT_SECONDS)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
     errors = [error for _, _, error in reports if error]
     assert not errors, errors[0]
     assert [process.exitcode for process in processes] == [0] * CLAIMERS
