@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 
 class AuditEntry(models.Model):
-    """One recorded state change. Written only by `audit.services.audit_record`."""
+    """One recorded state change, and its link in the hash chain.
+
+    Written by `audit.services.audit_record` inside the transaction of the change, with the chain
+    fields empty ("pending"); `audit.services.audit_seal_pending` (the sequencer) then fills
+    `seq`, `prev_hash`, `hash` and `canonical` exactly once ("sealed"). On PostgreSQL a trigger
+    refuses every other UPDATE and every DELETE (migration 0002).
+    """
 
     component = models.CharField(max_length=40)
     action = models.CharField(max_length=80)
@@ -16,6 +23,12 @@ class AuditEntry(models.Model):
     task_id = models.UUIDField(null=True, blank=True)
     timestamp = models.DateTimeField()
     details = models.JSONField(default=dict, blank=True)
+    # The chain: null / empty until the sequencer seals the entry.
+    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64, blank=True, default="")
+    # The exact text whose UTF-8 bytes were hashed (audit.chain.canonical_text).
+    canonical = models.TextField(blank=True, default="")
 
     class Meta:
         verbose_name_plural = "audit entries"
@@ -23,7 +36,37 @@ class AuditEntry(models.Model):
             models.Index(fields=["target_type", "target_id"]),
             models.Index(fields=["task_id"]),
             models.Index(fields=["action"]),
+            models.Index(fields=["timestamp"]),
+            # The sequencer's work list: small, since entries are sealed right after commit.
+            models.Index(fields=["id"], condition=Q(seq__isnull=True), name="audit_entry_pending"),
+        ]
+        constraints = [
+            # A second guard against a fork: two sealed entries can never name the same predecessor.
+            models.UniqueConstraint(
+                fields=["prev_hash"], condition=Q(seq__isnull=False), name="audit_entry_one_successor"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id} by {self.actor}"
+
+    @property
+    def is_sealed(self) -> bool:
+        return self.seq is not None
+
+
+class AuditCheckpoint(models.Model):
+    """The chain head (seq + hash) at a moment, signed with HMAC-SHA256 under
+    settings.HOL_AUDIT_CHECKPOINT_KEY, so that removing entries from the tail is detectable."""
+
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-seq", "-id"]
+        get_latest_by = "seq"
+
+    def __str__(self) -> str:
+        return f"checkpoint at seq {self.seq}"

@@ -1,12 +1,60 @@
+"""Every write of the audit log: recording entries, sealing them into the chain, checkpoints.
+
+Design (SPEC §8, issue 4): write in the transaction, sequence right after commit.
+
+- `audit_record` is called by every service inside the transaction of its change. It only
+  INSERTs the entry (no chain fields), so an entry commits or rolls back with its change, and
+  concurrent transactions that audit do not wait for one another: the work queue's claims stay
+  concurrent. Taking one chain lock inside every audited transaction would serialise them all for
+  their whole length (lock waits included), which is what the benchmark's append_ratio measures.
+- `audit_seal_pending` is the sequencer. Under one lock (a PostgreSQL advisory transaction lock;
+  SQLite's IMMEDIATE write lock) it reads the chain head, gives the pending entries the next
+  gapless `seq`, links `prev_hash`, stores the canonical text and its SHA-256, and commits. One
+  holder at a time means one chain, never forked; unique `seq` and unique `prev_hash` among sealed
+  entries make a fork impossible even if the lock were bypassed.
+- Sealing is kicked in `on_commit` of every transaction that recorded something: the committing
+  process tries the lock without waiting; if another process holds it, that holder seals the entry
+  (every holder re-checks for pending entries after it releases, and the entry committed before the
+  failed try, so the re-check sees it). Beat runs the same sequencer as a safety net (a process that
+  died between its commit and its kick) and records a signed checkpoint. An entry is therefore
+  pending for milliseconds normally and at most one Beat interval; `audit.selectors.audit_verify`
+  reports how many are pending and the oldest one's age.
+- Sealing is the one UPDATE the PostgreSQL trigger lets through: pending → sealed, chain fields
+  only, once. Every other UPDATE and every DELETE is refused.
+
+`seq` is the order of sealing, which is commit order give or take a batch: it can differ from
+`timestamp` order (the time of the change) by as much as a transaction's length.
+"""
+
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
-from django.db import models, transaction
+import orjson
+from django.conf import settings
+from django.db import connection, models, transaction
 from django.utils import timezone
 
-from audit.models import AuditEntry
+from audit.chain import (
+    CHAINED_FIELDS,
+    GENESIS_HASH,
+    canonical_bytes,
+    chained_fields,
+    entry_hash,
+    format_timestamp,
+    normalise,
+)
+from audit.models import AuditCheckpoint, AuditEntry
 from hol.actors import actor_label, actor_type
+
+# pg_advisory lock key of the chain: "holaudit" in ASCII.
+CHAIN_LOCK_KEY = int.from_bytes(b"holaudit", "big")
+SEAL_BATCH = 2000
+# How many batches one post-commit kick seals before leaving the rest to the next kick or Beat,
+# so a request never pays for more than its share under sustained load.
+KICK_MAX_BATCHES = 5
 
 
 def audit_record(
@@ -21,11 +69,14 @@ def audit_record(
     """Record one state change. Must run inside the transaction that makes the change.
 
     `actor` is a user, or None for HOL itself (Beat, the system). `action` is
-    `<entity>.<verb>` (e.g. `work_order.claimed`); the component is the target's app.
+    `<entity>.<verb>` (e.g. `work_order.claimed`); the component is the target's app. `details`
+    is stored without floats (they become strings; see audit.chain.normalise). The entry joins
+    the hash chain right after the transaction commits.
     """
-    if not transaction.get_connection().in_atomic_block:
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction of the change it records")
-    return AuditEntry.objects.create(
+    entry = AuditEntry.objects.create(
         component=target._meta.app_label,
         action=action,
         actor=actor_label(actor),
@@ -35,5 +86,121 @@ def audit_record(
         target_id=str(target.pk),
         task_id=task_id,
         timestamp=timezone.now(),
-        details=details or {},
+        details=normalise(details or {}),
     )
+    # One kick per transaction, however many entries it records.
+    if not any(func is _seal_after_commit for _, func, _ in conn.run_on_commit):
+        transaction.on_commit(_seal_after_commit, robust=True)
+    return entry
+
+
+def _seal_after_commit() -> None:
+    audit_seal_pending(wait=False, max_batches=KICK_MAX_BATCHES)
+
+
+def audit_seal_pending(*, wait: bool = True, max_batches: int | None = None) -> int:
+    """The sequencer: seal every pending entry into the chain; return how many it sealed.
+
+    With `wait=False` it gives up at once when another process holds the chain lock (that
+    process re-checks for pending entries after releasing it, so nothing is stranded).
+    """
+    sealed = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            if not _take_chain_lock(wait=wait):
+                return sealed
+            count = _seal_batch()
+        sealed += count
+        batches += 1
+        # Re-check only after releasing the lock: an entry whose writer failed to take the lock
+        # while we held it committed before that attempt, so this query sees it.
+        if count < SEAL_BATCH and not AuditEntry.objects.filter(seq__isnull=True).exists():
+            break
+    return sealed
+
+
+def _take_chain_lock(*, wait: bool) -> bool:
+    if connection.vendor != "postgresql":
+        # SQLite: the IMMEDIATE transaction already holds the database's only write lock.
+        return True
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+        return bool(cursor.fetchone()[0])
+
+
+def _seal_batch() -> int:
+    head = AuditEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
+    seq, prev_hash = head if head else (0, GENESIS_HASH)
+    pending = AuditEntry.objects.filter(seq__isnull=True).order_by("id").values_list("id", *CHAINED_FIELDS)
+    updates = []
+    for entry_id, *values in pending[:SEAL_BATCH]:
+        seq += 1
+        canonical = canonical_bytes(chained_fields(seq, prev_hash, values))
+        digest = entry_hash(canonical)
+        updates.append((seq, prev_hash, digest, canonical.decode(), entry_id))
+        prev_hash = digest
+    if updates:
+        _write_seals(updates)
+    return len(updates)
+
+
+def _write_seals(updates: list[tuple[int, str, str, str, int]]) -> None:
+    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement for the whole batch (row-at-a-time pays per-statement overhead), its rows
+            # passed as one JSON text (psycopg's text-array quoting is slow for these strings).
+            rows = [
+                {"seq": seq, "prev_hash": prev, "hash": digest, "canonical": text, "id": entry_id}
+                for seq, prev, digest, text, entry_id in updates
+            ]
+            cursor.execute(
+                f"UPDATE {table} AS entry SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, "
+                "canonical = v.canonical FROM json_to_recordset(%s::json) "
+                "AS v(seq bigint, prev_hash text, hash text, canonical text, id bigint) "
+                "WHERE entry.id = v.id AND entry.seq IS NULL",
+                [orjson.dumps(rows).decode()],
+            )
+            written = cursor.rowcount
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET seq = %s, prev_hash = %s, hash = %s, canonical = %s WHERE id = %s AND seq IS NULL",
+                updates,
+            )
+            written = cursor.rowcount
+    if written != len(updates):
+        raise RuntimeError(f"sealed {written} of {len(updates)} audit entries; the batch is rolled back")
+
+
+def checkpoint_signature(*, seq: int, head_hash: str, created_at: str) -> str:
+    message = f"hol-audit-checkpoint:{seq}:{head_hash}:{created_at}".encode()
+    return hmac.new(settings.HOL_AUDIT_CHECKPOINT_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def audit_checkpoint_record() -> AuditCheckpoint | None:
+    """Seal what is pending, then sign the chain head (seq + hash) into a checkpoint.
+
+    Nothing is recorded when the chain is empty or the head has not moved since the last
+    checkpoint. Checkpoints are machinery of the log itself and are not audited (an entry per
+    checkpoint would move the head it just signed).
+    """
+    audit_seal_pending()
+    with transaction.atomic():
+        _take_chain_lock(wait=True)
+        head = AuditEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
+        if head is None:
+            return None
+        latest = AuditCheckpoint.objects.order_by("-seq", "-id").first()
+        if latest is not None and latest.seq == head[0] and latest.hash == head[1]:
+            return None
+        now = timezone.now()
+        return AuditCheckpoint.objects.create(
+            seq=head[0],
+            hash=head[1],
+            created_at=now,
+            signature=checkpoint_signature(seq=head[0], head_hash=head[1], created_at=format_timestamp(now)),
+        )

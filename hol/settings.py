@@ -6,6 +6,7 @@ itself (SPEC §2), both under HOL_DATA_DIR.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -144,6 +145,8 @@ CELERY_TIMEZONE = "UTC"
 HOL_BEAT_SCHEDULE = {
     "tasks.tasks.requeue_lapsed_work": env_int("HOL_BEAT_LEASE_SECONDS", 15),
     "tasks.tasks.terminate_stale_sessions": env_int("HOL_BEAT_SESSIONS_SECONDS", 60),
+    # Seals audit entries a crashed process left pending, then signs the chain head (SPEC §8).
+    "audit.tasks.record_checkpoint": env_int("HOL_BEAT_AUDIT_CHECKPOINT_SECONDS", 60),
     # Pending approvals past expires_at become expired; approvers hear of ones about to expire.
     "approvals.tasks.expire_overdue_approvals": env_int("HOL_BEAT_APPROVALS_EXPIRE_SECONDS", 30),
     "approvals.tasks.warn_expiring_approvals": env_int("HOL_BEAT_APPROVALS_WARN_SECONDS", 60),
@@ -226,6 +229,12 @@ HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOO
 # Where notification email goes: the console unless a real backend (SMTP settings) is configured.
 EMAIL_BACKEND = os.environ.get("HOL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")
+
+# Signs audit checkpoints (HMAC-SHA256). Keep it apart from the database: whoever holds it can
+# sign a truncated chain. Default: derived from SECRET_KEY.
+HOL_AUDIT_CHECKPOINT_KEY = os.environ.get("HOL_AUDIT_CHECKPOINT_KEY") or hashlib.sha256(
+    f"hol-audit-checkpoint:{SECRET_KEY}".encode()
+).hexdigest()
 
 # --- Security (check --deploy clean when HOL_DEBUG=0 behind TLS) ---------------------------------
 SECURE_SSL_REDIRECT = env_bool("HOL_SECURE_SSL_REDIRECT", not DEBUG)

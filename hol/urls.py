@@ -8,6 +8,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
 from approvals.metrics import metrics_view
+from audit.api import AuditViewSet
 from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
@@ -16,6 +17,7 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("queue", QueueViewSet, basename="queue")
 router.register("sessions", SessionViewSet, basename="session")
+router.register("audit", AuditViewSet, basename="audit")
 router.register("approvals", ApprovalViewSet, basename="approval")
 
 urlpatterns = [

@@ -1,0 +1,414 @@
+"""The audit log (SPEC §8): entries in the transaction of their change, one gapless hash chain,
+tampering detected at the right seq, checkpoints, the command, the API and the admin.
+
+Runs on SQLite and PostgreSQL. On PostgreSQL the tampering bypasses the append-only trigger the
+way a superuser would (session_replication_role = replica)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import execute_from_command_line
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audit import selectors
+from audit.chain import GENESIS_HASH, canonical_bytes, chained_fields
+from audit.models import AuditCheckpoint, AuditEntry
+from audit.services import audit_checkpoint_record, audit_record, audit_seal_pending
+from audit.tasks import record_checkpoint
+from tasks import services as task_services
+from tasks.models import Worker
+
+pytestmark = pytest.mark.django_db
+TABLE = AuditEntry._meta.db_table
+
+
+def register_workers(actor, count: int) -> list[Worker]:
+    return [task_services.worker_register(actor=actor, name=f"worker-{i}") for i in range(count)]
+
+
+def sealed_chain(actor, count: int) -> list[AuditEntry]:
+    """`count` real audit entries (worker registrations), sealed; returned in seq order."""
+    register_workers(actor, count)
+    audit_seal_pending()
+    return list(AuditEntry.objects.order_by("seq"))
+
+
+def tamper(sql: str, params: list | tuple = ()) -> None:
+    """Change the table behind HOL's back, as a database superuser would (trigger bypassed)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = origin")
+
+
+def verify_exit_code(capsys) -> tuple[int, str, str]:
+    """Run `manage.py verify_audit` as the command line does; return (exit code, stdout, stderr)."""
+    try:
+        execute_from_command_line(["manage.py", "verify_audit"])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- the chain ------------------------------------------------------------------------------------
+
+
+def test_sealed_entries_form_a_gapless_chain_from_genesis(agent_007):
+    entries = sealed_chain(agent_007, 5)
+    assert [entry.seq for entry in entries] == [1, 2, 3, 4, 5]
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert [entry.prev_hash for entry in entries[1:]] == [entry.hash for entry in entries[:-1]]
+    for entry in entries:
+        assert hashlib.sha256(entry.canonical.encode()).hexdigest() == entry.hash
+    result = selectors.audit_verify()
+    assert (result.ok, result.count, result.head_seq, result.head_hash) == (True, 5, 5, entries[-1].hash)
+
+
+def test_hashed_text_holds_every_field_with_sorted_keys_and_microsecond_utc(agent_007):
+    (entry,) = sealed_chain(agent_007, 1)
+    fields = json.loads(entry.canonical)
+    assert list(fields) == sorted(fields)
+    assert fields == {
+        "seq": 1,
+        "prev_hash": GENESIS_HASH,
+        "component": "tasks",
+        "action": "worker.registered",
+        "actor": "agent_007",
+        "actor_type": "agent",
+        "phase": "",
+        "target_type": "worker",
+        "target_id": entry.target_id,
+        "task_id": None,
+        "timestamp": entry.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "details": {"name": "worker-0"},
+    }
+    # Anyone can rebuild the bytes with the standard library.
+    assert entry.canonical == json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_floats_and_other_non_json_values_in_details_are_stored_as_text(agent_007):
+    worker = Worker.objects.create(name="w", user=agent_007)
+    with transaction.atomic():
+        entry = audit_record(
+            actor=agent_007,
+            action="worker.measured",
+            target=worker,
+            details={"score": 0.1, "big": 2**70, "nested": [1.5, {"when": timezone.now() - timedelta(days=1)}]},
+        )
+    entry.refresh_from_db()
+    assert entry.details["score"] == "0.1"
+    assert entry.details["big"] == str(2**70)
+    assert entry.details["nested"][0] == "1.5"
+    audit_seal_pending()
+    assert selectors.audit_verify().ok
+
+
+def test_canonical_bytes_match_the_standard_library_for_awkward_strings():
+    fields = {"b": 'quote " backslash \\ control \x01\x1f del \x7f', "a": "é ✓ \u2028 😀", "c": [1, None, True]}
+    expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert canonical_bytes(fields) == expected
+
+
+def test_audit_record_refuses_to_run_outside_a_transaction(agent_007):
+    worker = Worker.objects.create(name="w", user=agent_007)
+    # pytest-django's test transaction would hide the mistake; leave it for this one call.
+    connection.in_atomic_block, was = False, connection.in_atomic_block
+    try:
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            audit_record(actor=agent_007, action="worker.poked", target=worker)
+    finally:
+        connection.in_atomic_block = was
+
+
+def test_entry_is_sealed_as_soon_as_its_transaction_commits(agent_007, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        task_services.worker_register(actor=agent_007, name="w1")
+    assert len(callbacks) == 1
+    entry = AuditEntry.objects.get(action="worker.registered")
+    assert entry.seq == 1 and entry.hash
+
+
+def test_one_transaction_kicks_the_sequencer_once_however_many_entries(agent_007, django_capture_on_commit_callbacks):
+    worker = Worker.objects.create(name="w", user=agent_007)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        for _ in range(3):
+            audit_record(actor=agent_007, action="worker.poked", target=worker)
+    assert len(callbacks) == 1
+    assert sorted(AuditEntry.objects.values_list("seq", flat=True)) == [1, 2, 3]
+
+
+def test_a_service_that_fails_after_its_change_leaves_no_audit_entry(agent_007):
+    with pytest.raises(RuntimeError, match="after the change"), transaction.atomic():
+        task_services.worker_register(actor=agent_007, name="doomed")
+        assert AuditEntry.objects.filter(action="worker.registered").exists()
+        raise RuntimeError("failure after the change")
+    assert not Worker.objects.filter(name="doomed").exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_tasks_services_record_actor_action_and_target(agent_007):
+    (worker,) = register_workers(agent_007, 1)
+    task, _ = task_services.task_create(
+        actor=agent_007, payload={"objective": "Fix it", "target": {"repo": "https://github.com/acme/shop"}}
+    )
+    work_order = task_services.work_order_enqueue(actor=agent_007, task_id=task.pk)
+    task_services.work_order_claim(actor=agent_007, worker_id=worker.pk)
+    rows = list(
+        AuditEntry.objects.order_by("id").values_list("actor", "actor_type", "action", "target_type", "task_id")
+    )
+    assert rows == [
+        ("agent_007", "agent", "worker.registered", "worker", None),
+        ("agent_007", "agent", "task.created", "task", task.pk),
+        ("agent_007", "agent", "work_order.enqueued", "workorder", task.pk),
+        ("agent_007", "agent", "work_order.claimed", "workorder", task.pk),
+    ]
+    assert AuditEntry.objects.get(action="work_order.enqueued").target_id == str(work_order.pk)
+
+
+def test_system_actions_are_recorded_as_the_system(agent_007):
+    worker = Worker.objects.create(name="w", user=agent_007)
+    with transaction.atomic():
+        audit_record(actor=None, action="worker.offline", target=worker, details={"reason": "silent"})
+    entry = AuditEntry.objects.get()
+    assert (entry.actor, entry.actor_type) == ("system", "system")
+
+
+def test_verification_reports_entries_not_yet_sealed(agent_007):
+    sealed_chain(agent_007, 2)
+    register_workers(agent_007, 3)
+    result = selectors.audit_verify()
+    assert result.ok and result.count == 2
+    assert result.pending == 3
+    assert result.oldest_pending_seconds is not None and result.oldest_pending_seconds >= 0
+
+
+# --- tampering ------------------------------------------------------------------------------------
+
+
+def test_altered_detail_is_detected_at_its_seq(agent_007):
+    sealed_chain(agent_007, 5)
+    tamper(f"UPDATE {TABLE} SET details = %s WHERE seq = 3", ['{"name": "someone-else"}'])
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "altered" in result.problem
+
+
+def test_altered_entry_with_recomputed_hash_is_detected_at_its_seq(agent_007):
+    entries = sealed_chain(agent_007, 5)
+    fields = json.loads(entries[1].canonical)
+    fields["actor"] = "mallory"
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    tamper(
+        f"UPDATE {TABLE} SET actor = 'mallory', canonical = %s, hash = %s WHERE seq = 2",
+        [text, hashlib.sha256(text.encode()).hexdigest()],
+    )
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+
+
+def test_deleted_entry_is_detected_at_its_seq(agent_007):
+    sealed_chain(agent_007, 5)
+    tamper(f"DELETE FROM {TABLE} WHERE seq = 3")
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "missing" in result.problem
+
+
+def test_deleted_entry_with_later_seqs_renumbered_is_detected_at_its_seq(agent_007):
+    sealed_chain(agent_007, 5)
+    tamper(f"DELETE FROM {TABLE} WHERE seq = 3")
+    tamper(f"UPDATE {TABLE} SET seq = seq - 1 WHERE seq > 3")
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+
+
+def test_forged_entry_inserted_into_the_chain_is_detected_at_its_seq(agent_007):
+    entries = sealed_chain(agent_007, 5)
+    # The forger links a well-formed entry to seq 2 and shifts the later entries up by one.
+    tamper(f"UPDATE {TABLE} SET seq = seq + 100 WHERE seq > 2")
+    tamper(f"UPDATE {TABLE} SET seq = seq - 99 WHERE seq > 100")
+    forged = chained_fields(
+        3, entries[1].hash, ["tasks", "task.created", "mallory", "human", "", "task", "x", None, timezone.now(), {}]
+    )
+    text = canonical_bytes(forged).decode()
+    insert = (
+        f"INSERT INTO {TABLE} (component, action, actor, actor_type, phase, target_type, target_id, task_id, "
+        "timestamp, details, seq, prev_hash, hash, canonical) "
+        "VALUES ('tasks', 'task.created', 'mallory', 'human', '', 'task', 'x', NULL, %s, '{}', 3, %s, %s, %s)"
+    )
+    params = [forged["timestamp"], entries[1].hash, hashlib.sha256(text.encode()).hexdigest(), text]
+    # Two sealed entries may not name the same predecessor: the forger must drop that index first.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        tamper(insert, params)
+    tamper("DROP INDEX audit_entry_one_successor")
+    tamper(insert, params)
+    assert AuditEntry.objects.filter(seq__isnull=False).count() == 6
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "inserted" in result.problem
+
+
+def test_truncated_tail_is_detected_against_the_signed_checkpoint(agent_007):
+    sealed_chain(agent_007, 5)
+    checkpoint = audit_checkpoint_record()
+    assert checkpoint is not None and checkpoint.seq == 5
+    tamper(f"DELETE FROM {TABLE} WHERE seq >= 4")
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+    assert "checkpoint" in result.problem
+
+
+def test_truncated_tail_without_a_checkpoint_goes_unnoticed_and_says_so(agent_007):
+    sealed_chain(agent_007, 5)
+    tamper(f"DELETE FROM {TABLE} WHERE seq >= 4")
+    result = selectors.audit_verify()
+    assert result.ok and result.count == 3
+    assert any("no checkpoint" in note for note in result.notes)
+
+
+def test_checkpoint_not_signed_with_the_key_fails_verification(agent_007, settings):
+    sealed_chain(agent_007, 2)
+    settings.HOL_AUDIT_CHECKPOINT_KEY = "an attacker's key"
+    audit_checkpoint_record()
+    settings.HOL_AUDIT_CHECKPOINT_KEY = "the server's key"
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert "signed" in result.problem
+
+
+# --- checkpoints (Beat) ---------------------------------------------------------------------------
+
+
+def test_beat_checkpoint_seals_pending_entries_then_signs_the_head(agent_007):
+    register_workers(agent_007, 3)
+    assert record_checkpoint() == 3
+    checkpoint = AuditCheckpoint.objects.get()
+    assert (checkpoint.seq, checkpoint.hash) == (3, AuditEntry.objects.get(seq=3).hash)
+    assert not AuditEntry.objects.filter(seq__isnull=True).exists()
+    result = selectors.audit_verify()
+    assert result.ok and result.checkpoint["seq"] == 3
+
+
+def test_beat_records_no_checkpoint_when_the_head_has_not_moved(agent_007):
+    sealed_chain(agent_007, 2)
+    assert record_checkpoint() == 2
+    assert record_checkpoint() is None
+    assert AuditCheckpoint.objects.count() == 1
+
+
+def test_install_schedule_installs_the_checkpoint_task(capsys):
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    call_command("install_schedule")
+    assert PeriodicTask.objects.filter(task="audit.tasks.record_checkpoint", enabled=True).exists()
+
+
+# --- manage.py verify_audit -----------------------------------------------------------------------
+
+
+def test_verify_audit_exits_0_with_count_and_head_hash_when_intact(agent_007, capsys):
+    entries = sealed_chain(agent_007, 3)
+    code, out, _ = verify_exit_code(capsys)
+    assert code == 0
+    assert "3 entries" in out and entries[-1].hash in out
+
+
+def test_verify_audit_exits_1_naming_the_first_bad_seq(agent_007, capsys):
+    sealed_chain(agent_007, 4)
+    tamper(f"UPDATE {TABLE} SET action = 'worker.deregistered' WHERE seq = 2")
+    code, _, err = verify_exit_code(capsys)
+    assert code == 1
+    assert "broken at seq 2" in err
+
+
+# --- API ------------------------------------------------------------------------------------------
+
+
+def test_staff_lists_entries_filtered_by_task_target_actor_action_and_time(agent_007, as_alice):
+    (worker,) = register_workers(agent_007, 1)
+    task, _ = task_services.task_create(
+        actor=agent_007, payload={"objective": "Fix it", "target": {"repo": "https://github.com/acme/shop"}}
+    )
+    audit_seal_pending()
+    every = as_alice.get("/api/v1/audit").json()
+    assert every["count"] == 2
+    assert [row["action"] for row in as_alice.get(f"/api/v1/audit?task={task.pk}").json()["results"]] == [
+        "task.created"
+    ]
+    by_target = as_alice.get(f"/api/v1/audit?target=worker:{worker.pk}").json()["results"]
+    assert [row["action"] for row in by_target] == ["worker.registered"]
+    assert by_target[0]["seq"] == 1 and by_target[0]["hash"]
+    assert as_alice.get("/api/v1/audit?actor=agent_007").json()["count"] == 2
+    assert as_alice.get("/api/v1/audit?actor=nobody").json()["count"] == 0
+    assert as_alice.get("/api/v1/audit?action=task.").json()["count"] == 1
+    later = (timezone.now() + timedelta(minutes=1)).isoformat()
+    assert as_alice.get("/api/v1/audit", {"since": later}).json()["count"] == 0
+    assert as_alice.get("/api/v1/audit", {"until": later}).json()["count"] == 2
+
+
+def test_audit_list_rejects_a_malformed_filter_with_400(as_alice):
+    response = as_alice.get("/api/v1/audit?task=not-a-uuid")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
+def test_agent_gets_403_from_the_audit_endpoints(as_agent_007):
+    for path in ("/api/v1/audit", "/api/v1/audit/verify"):
+        response = as_agent_007.get(path)
+        assert response.status_code == 403, path
+        assert response.json()["code"] == "permission_denied"
+
+
+def test_anonymous_caller_gets_401_from_the_audit_endpoints(client):
+    assert client.get("/api/v1/audit").status_code == 401
+    assert client.get("/api/v1/audit/verify").status_code == 401
+
+
+def test_verify_endpoint_gives_the_commands_answer(agent_007, as_alice):
+    entries = sealed_chain(agent_007, 3)
+    intact = as_alice.get("/api/v1/audit/verify").json()
+    assert (intact["ok"], intact["count"], intact["head_hash"]) == (True, 3, entries[-1].hash)
+    tamper(f"DELETE FROM {TABLE} WHERE seq = 2")
+    broken = as_alice.get("/api/v1/audit/verify").json()
+    assert (broken["ok"], broken["first_bad_seq"]) == (False, 2)
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root")
+
+
+def test_admin_shows_entries_but_not_even_a_superuser_may_change_them(agent_007, root, client):
+    (entry,) = sealed_chain(agent_007, 1)
+    client.force_login(root)
+    assert client.get("/admin/audit/auditentry/").status_code == 200
+    assert client.get(f"/admin/audit/auditentry/{entry.pk}/change/").status_code == 200  # a read-only view
+    assert client.post(f"/admin/audit/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
+    assert client.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/audit/auditentry/add/").status_code == 403
+    assert AuditEntry.objects.get().action == "worker.registered"
+
+
+def test_admin_verification_page_shows_the_result_to_staff(agent_007, root, client):
+    sealed_chain(agent_007, 2)
+    client.force_login(root)
+    page = client.get("/admin/audit/auditentry/verify/")
+    assert page.status_code == 200
+    assert b"Intact." in page.content and b"2 entries" in page.content
+    tamper(f"UPDATE {TABLE} SET actor = 'mallory' WHERE seq = 1")
+    assert b"Broken at seq 1" in client.get("/admin/audit/auditentry/verify/").content
