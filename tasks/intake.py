@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hol.errors import ValidationFailed
+from hol.errors import BadRequest, ValidationFailed
 from tasks.models import Task
 
 INVALID_OPERATION = "INVALID_OPERATION"
@@ -38,7 +38,10 @@ def apply_aliases(payload: dict[str, Any]) -> dict[str, Any]:
         data["operation"] = data.pop("type")
     if "payload" in data and "inputs" not in data:
         data["inputs"] = data.pop("payload")
-    target = dict(data.get("target") or {})
+    target = data.get("target") or {}
+    if not isinstance(target, dict):
+        return data  # not an object: left for the serializer to refuse (400)
+    target = dict(target)
     if "repository" in target and "repo" not in target:
         target["repo"] = target.pop("repository")
     if "repository_url" in data and "repo" not in target:
@@ -64,6 +67,8 @@ def check_intake(
         )
 
     target = data.get("target") or {}
+    if not isinstance(target, dict):
+        raise BadRequest("target must be an object {repo, ref, path}", code="invalid")
     repo = target.get("repo")
     if not isinstance(repo, str) or not repo.strip():
         raise ValidationFailed(REPO_NOT_ALLOWED, "target.repo is required")
@@ -73,7 +78,13 @@ def check_intake(
         allowed = ", ".join(prefixes) if prefixes else "none are configured (HOL_ALLOWED_REPO_PREFIXES)"
         raise ValidationFailed(REPO_NOT_ALLOWED, f"repo {repo!r} is not allowed; allowed prefixes: {allowed}")
 
+    ref, path = target.get("ref") or "main", target.get("path") or ""
+    if not isinstance(ref, str) or not isinstance(path, str):
+        raise BadRequest("target.ref and target.path must be strings", code="invalid")
+
     constraints = data.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise BadRequest("constraints must be an object", code="invalid")
     budget = constraints.get("time_budget_seconds", 900)
     if isinstance(budget, bool) or not isinstance(budget, int):
         raise ValidationFailed(TIME_BUDGET_TOO_LOW, "constraints.time_budget_seconds must be an integer")
@@ -91,8 +102,8 @@ def check_intake(
     return {
         "operation": operation,
         "target_repo": repo,
-        "target_ref": (target.get("ref") or "main").strip(),
-        "target_path": (target.get("path") or "").strip(),
+        "target_ref": ref.strip(),
+        "target_path": path.strip(),
         "time_budget_seconds": budget,
         "allow_network": wants_network,
         "allow_secrets": wants_secrets,

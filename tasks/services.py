@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -57,7 +58,7 @@ def _get(model: type, pk: Any, *, lock: bool = False, **lock_kwargs: Any) -> Any
     manager = model.objects.select_for_update(**lock_kwargs) if lock else model.objects
     try:
         return manager.get(pk=pk)
-    except (model.DoesNotExist, ValueError, TypeError):
+    except (model.DoesNotExist, ValueError, TypeError, DjangoValidationError):
         raise NotFound(f"{model._meta.verbose_name} {pk} not found") from None
 
 

@@ -104,6 +104,19 @@ def test_task_with_a_json_array_body_is_a_400(as_agent_007):
     assert response.status_code == 400
 
 
+def test_task_with_a_non_object_target_is_a_400(as_agent_007):
+    response = post_task(as_agent_007, {"objective": "x", "target": ["https://github.com/acme/shop"]})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
+def test_task_with_a_non_string_ref_is_a_400(as_agent_007, new_task):
+    response = post_task(as_agent_007, new_task(target={"repo": "https://github.com/acme/shop", "ref": 5}))
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert not Task.objects.exists()
+
+
 # --- aliases --------------------------------------------------------------------------------------
 
 
@@ -358,6 +371,10 @@ def test_human_may_patch_an_agents_task(as_alice, task_id):
     response = as_alice.patch(f"/api/v1/tasks/{task_id}", {"priority": "high"}, format="json")
     assert response.status_code == 200
     assert AuditEntry.objects.filter(action="task.updated", target_id=task_id, actor="alice_developer").exists()
+
+
+def test_patch_of_a_malformed_task_id_is_404(as_agent_007):
+    assert as_agent_007.patch("/api/v1/tasks/not-a-uuid", {"title": "x"}, format="json").status_code == 404
 
 
 def test_patch_of_an_unknown_task_is_404(as_agent_007):

@@ -87,6 +87,16 @@ def test_heartbeat_of_an_unknown_worker_is_404(as_agent_007):
     assert heartbeat(as_agent_007, "00000000-0000-0000-0000-000000000000").status_code == 404
 
 
+@pytest.mark.parametrize("method", ["heartbeat", "deregister"])
+def test_malformed_worker_id_is_404(as_agent_007, method):
+    if method == "heartbeat":
+        response = heartbeat(as_agent_007, "not-a-uuid")
+    else:
+        response = as_agent_007.delete("/api/v1/workers/not-a-uuid")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
 def test_deregister_takes_the_worker_offline(as_agent_007, worker_007):
     response = as_agent_007.delete(f"/api/v1/workers/{worker_007}")
     assert response.status_code == 200
