@@ -16,7 +16,7 @@ from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
 
 CLAIMERS = 8
 WORK_ORDERS = 2000
-JOIN_TIMEOUT_SECONDS = 60
+JOIN_TIMEOUT_SECONDS = 120
 
 
 def claim_until_empty(user_id: int, worker_id: str, start, results) -> None:
