@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -254,7 +255,7 @@ def _claim_sql() -> str:
         f"UPDATE {table} SET status = %s, worker_id = %s, claimed_at = %s, lease_expires_at = %s "
         f"WHERE id = (SELECT id FROM {table} WHERE status = %s AND available_at <= %s "
         f"ORDER BY priority DESC, enqueued_at ASC LIMIT 1{skip_locked}) "
-        f"RETURNING id, task_id, retry_count"
+        f"RETURNING {', '.join(field.column for field in WorkOrder._meta.concrete_fields)}"
     )
 
 
@@ -268,28 +269,27 @@ def work_order_claim(*, actor: User, worker_id: UUID) -> WorkOrder | None:
     adapt = connection.ops.adapt_datetimefield_value
     worker_ref = WorkOrder._meta.get_field("worker").get_db_prep_value(worker.pk, connection)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _claim_sql(),
-                [WorkOrder.Status.CLAIMED, worker_ref, adapt(now), adapt(lease), WorkOrder.Status.QUEUED, adapt(now)],
-            )
-            row = cursor.fetchone()
-        if row is not None:
+        # The claim returns the whole row, so the claimed work order needs no second SELECT.
+        claimed = WorkOrder.objects.raw(
+            _claim_sql(),
+            [WorkOrder.Status.CLAIMED, worker_ref, adapt(now), adapt(lease), WorkOrder.Status.QUEUED, adapt(now)],
+        )
+        work_order = next(iter(claimed), None)
+        if work_order is not None:
             worker_status = Worker.Status.BUSY
         elif worker.status == Worker.Status.OFFLINE:
             worker_status = Worker.Status.IDLE
         else:
             worker_status = worker.status
         Worker.objects.filter(pk=worker.pk).update(status=worker_status, last_heartbeat_at=now)
-        if row is None:
+        if work_order is None:
             return None
-        work_order_id, _task_id, retry_count = row
-        work_order = WorkOrder.objects.select_related("task").get(pk=work_order_id)
+        attempt = work_order.retry_count + 1
         Execution.objects.create(
             task_id=work_order.task_id,
             work_order=work_order,
             worker=worker,
-            attempt=retry_count + 1,
+            attempt=attempt,
             started_at=now,
         )
         _set_task_status(
@@ -300,7 +300,7 @@ def work_order_claim(*, actor: User, worker_id: UUID) -> WorkOrder | None:
             action="work_order.claimed",
             target=work_order,
             task_id=work_order.task_id,
-            details={"worker": str(worker.pk), "attempt": retry_count + 1},
+            details={"worker": str(worker.pk), "attempt": attempt},
         )
     return work_order
 
@@ -319,8 +319,10 @@ def _release_worker(worker_id: UUID | None) -> None:
     """A worker holding nothing more goes back to idle."""
     if worker_id is None:
         return
-    if not WorkOrder.objects.filter(worker_id=worker_id, status__in=WorkOrder.HELD).exists():
-        Worker.objects.filter(pk=worker_id, status=Worker.Status.BUSY).update(status=Worker.Status.IDLE)
+    still_holding = WorkOrder.objects.filter(worker_id=OuterRef("pk"), status__in=WorkOrder.HELD)
+    Worker.objects.filter(~Exists(still_holding), pk=worker_id, status=Worker.Status.BUSY).update(
+        status=Worker.Status.IDLE
+    )
 
 
 def work_order_start(*, actor: User | None, work_order_id: UUID) -> WorkOrder:
