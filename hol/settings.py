@@ -96,11 +96,24 @@ TEMPLATES = [
 
 # --- Database: DATABASE_URL (PostgreSQL) or the embedded SQLite file -----------------------------
 if os.environ.get("DATABASE_URL"):
+    # Under ASGI Django runs each request's sync code in a fresh thread, so a persistent
+    # (CONN_MAX_AGE) connection is never reused and every request would connect anew. HOL_DB_POOL=1
+    # gives the process a psycopg pool that hands connections across threads instead (for web
+    # processes; a pool does not survive fork(), so forking processes keep persistent connections).
+    _pooled = env_bool("HOL_DB_POOL", False)
     DATABASES = {
         "default": dj_database_url.parse(
-            os.environ["DATABASE_URL"], conn_max_age=env_int("HOL_CONN_MAX_AGE", 60), conn_health_checks=True
+            os.environ["DATABASE_URL"],
+            conn_max_age=0 if _pooled else env_int("HOL_CONN_MAX_AGE", 60),
+            conn_health_checks=not _pooled,
         )
     }
+    if _pooled and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Connections kept per process: min open, max under load (extra requests wait for one).
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("HOL_DB_POOL_MIN", 1),
+            "max_size": env_int("HOL_DB_POOL_MAX", 8),
+        }
 else:
     HOL_DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
