@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -101,35 +103,51 @@ def _seal_after_commit() -> None:
 def audit_seal_pending(*, wait: bool = True, max_batches: int | None = None) -> int:
     """The sequencer: seal every pending entry into the chain; return how many it sealed.
 
-    With `wait=False` it gives up at once when another process holds the chain lock (that
-    process re-checks for pending entries after releasing it, so nothing is stranded).
+    With `wait=False` it gives up at once when another process holds the chain lock. Nothing is
+    stranded by that: whoever holds the lock looks for pending entries again after releasing
+    it, and an entry whose writer found the lock busy committed before that try, so the look
+    sees it and the holder (or whoever takes the lock next) seals it.
     """
     sealed = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        with transaction.atomic():
-            if not _take_chain_lock(wait=wait):
-                return sealed
-            count = _seal_batch()
+        with _chain_lock(wait=wait) as held:
+            if not held:
+                break
+            with transaction.atomic():
+                count = _seal_batch()
         sealed += count
         batches += 1
-        # Re-check only after releasing the lock: an entry whose writer failed to take the lock
-        # while we held it committed before that attempt, so this query sees it.
         if count < SEAL_BATCH and not AuditEntry.objects.filter(seq__isnull=True).exists():
             break
     return sealed
 
 
-def _take_chain_lock(*, wait: bool) -> bool:
+@contextmanager
+def _chain_lock(*, wait: bool) -> Iterator[bool]:
+    """Hold the chain lock; with wait=False yield False at once when another process holds it.
+
+    PostgreSQL: an advisory lock, session-level outside a transaction (the post-commit kick,
+    Beat), so a busy lock costs one round trip; transaction-level inside one (released with
+    it). SQLite: the IMMEDIATE transaction of the batch is the lock.
+    """
     if connection.vendor != "postgresql":
-        # SQLite: the IMMEDIATE transaction already holds the database's only write lock.
-        return True
+        yield True
+        return
+    scope = "_xact" if connection.in_atomic_block else ""
     with connection.cursor() as cursor:
         if wait:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-            return True
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        return bool(cursor.fetchone()[0])
+            cursor.execute(f"SELECT pg_advisory{scope}_lock(%s)", [CHAIN_LOCK_KEY])
+            held = True
+        else:
+            cursor.execute(f"SELECT pg_try_advisory{scope}_lock(%s)", [CHAIN_LOCK_KEY])
+            held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held and not scope:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [CHAIN_LOCK_KEY])
 
 
 def _seal_batch() -> int:
@@ -190,7 +208,7 @@ def audit_checkpoint_record() -> AuditCheckpoint | None:
     """
     audit_seal_pending()
     with transaction.atomic():
-        _take_chain_lock(wait=True)
+        # No chain lock needed: sealed entries never change, so any head we read is one to sign.
         head = AuditEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
         if head is None:
             return None
