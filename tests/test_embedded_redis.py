@@ -56,15 +56,36 @@ def finish(process: subprocess.Popen) -> str:
     return stdout.strip()
 
 
+def _exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # a daemonized server nobody reaps stays a zombie
+
+
+def stop_and_remove(data_dir: Path) -> None:
+    """Stop the embedded server of `data_dir` and wait for it to exit before deleting the dir
+    (it writes its log while shutting down, which would leave the dir behind)."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    embedded_redis.stop(data_dir / "redis.sock")
+    deadline = time.monotonic() + 10
+    while pid is not None and not _exited(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def redis_dir():
     """A private data dir (short path: unix socket paths are limited to ~100 bytes) with HOL's
     embedded Redis started on its socket; the server is stopped afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="hol-redis-")).resolve()
-    socket_path = embedded_redis.ensure_running(data_dir / "redis.sock")
+    embedded_redis.ensure_running(data_dir / "redis.sock")
     yield data_dir
-    embedded_redis.stop(socket_path)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    stop_and_remove(data_dir)
 
 
 def server_pid(data_dir: Path) -> int:
@@ -187,5 +208,4 @@ def test_stop_shuts_the_embedded_server_down():
             assert time.monotonic() < deadline, "the embedded redis still answers after stop()"
             time.sleep(0.05)
     finally:
-        embedded_redis.stop(data_dir / "redis.sock")
-        shutil.rmtree(data_dir, ignore_errors=True)
+        stop_and_remove(data_dir)

@@ -7,7 +7,6 @@ freshly migrated file of its own; on PostgreSQL it serves the test database itse
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,8 +18,8 @@ import httpx
 import pytest
 from django.db import connection
 
-from hol import embedded_redis
 from hol.launcher import listening_socket, start_daphne, stop_all
+from tests.test_embedded_redis import stop_and_remove
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT_PASSWORD = "pw-live-agent"
@@ -57,9 +56,7 @@ def live_env(django_db_setup, django_db_blocker):
     else:
         manage(env, "migrate", "--noinput", "-v", "0")
     yield env
-    if "REDIS_URL" not in env:
-        embedded_redis.stop(data_dir / "redis.sock")
-    shutil.rmtree(data_dir, ignore_errors=True)
+    stop_and_remove(data_dir)  # the daphne's embedded Redis, when REDIS_URL is unset
 
 
 @pytest.fixture(scope="module")
