@@ -182,6 +182,10 @@ def _assign(request: ApprovalRequest, role: str, policy: Policy) -> list[tuple[s
     steps: list[tuple[str, str]] = []
     excluded = _requesting_accounts(request)
     while True:
+        # Assignments to one role take turns (a lock on its group row), so the pending counts
+        # below include every assignment committed before, and two requests made at once cannot
+        # both take an approver's last free place. Roles are locked up the chain, never down.
+        Group.objects.select_for_update().filter(name=role).first()
         limit = policy.roles[role].max_pending
         candidates = (
             get_user_model()
