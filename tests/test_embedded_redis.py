@@ -20,7 +20,7 @@ import redis
 from hol import embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-WAIT_SECONDS = 30
+WAIT_SECONDS = 90
 
 
 def hol_env(data_dir: Path) -> dict[str, str]:
@@ -121,7 +121,7 @@ def test_channel_layer_message_sent_in_one_process_is_received_in_another(redis_
             channel = await layer.new_channel()
             await layer.group_add("dashboard-test", channel)
             print("ready", flush=True)
-            message = await asyncio.wait_for(layer.receive(channel), 20)
+            message = await asyncio.wait_for(layer.receive(channel), 60)
             print(json.dumps(message), flush=True)
 
         asyncio.run(main())
@@ -156,7 +156,7 @@ def test_celery_broker_url_carries_a_message_between_processes(redis_dir):
         with Connection(settings.CELERY_BROKER_URL) as connection:
             queue = connection.SimpleQueue("hol-broker-test")
             print("ready", flush=True)
-            message = queue.get(block=True, timeout=20)
+            message = queue.get(block=True, timeout=60)
             message.ack()
             print(json.dumps(message.payload), flush=True)
             queue.close()
