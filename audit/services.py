@@ -118,9 +118,17 @@ def audit_seal_pending(*, wait: bool = True, max_batches: int | None = None) -> 
                 count = _seal_batch()
         sealed += count
         batches += 1
-        if count < SEAL_BATCH and not AuditEntry.objects.filter(seq__isnull=True).exists():
+        if count < SEAL_BATCH and not _pending_exists():
             break
     return sealed
+
+
+def _pending_exists() -> bool:
+    # Not .exists(): PostgreSQL answers that with an index-only scan, which visits the heap for
+    # every index entry of an entry sealed since the last VACUUM (sealing leaves one behind) and
+    # never marks them dead. Reading a column makes it a plain index scan, which marks them, so
+    # the next look skips them.
+    return AuditEntry.objects.filter(seq__isnull=True).order_by("id").values_list("timestamp").first() is not None
 
 
 @contextmanager
@@ -146,8 +154,13 @@ def _chain_lock(*, wait: bool) -> Iterator[bool]:
         yield held
     finally:
         if held and not scope:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [CHAIN_LOCK_KEY])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [CHAIN_LOCK_KEY])
+            except Exception:
+                # A session lock must never outlive us on a reused connection: drop the session.
+                connection.close()
+                raise
 
 
 def _seal_batch() -> int:

@@ -130,3 +130,28 @@ def test_concurrent_writers_build_one_gapless_chain(agent_007):
         assert AuditEntry.objects.filter(target_id=str(worker.pk)).count() == ENTRIES_PER_WRITER
     result = selectors.audit_verify()
     assert (result.ok, result.count, result.pending) == (True, total, 0)
+
+
+@pytest.mark.django_db
+def test_fast_postgres_verification_agrees_with_the_portable_one_on_awkward_entries(agent_007):
+    from audit.selectors import _rows_portable, _rows_postgresql
+    from audit.services import audit_record
+
+    worker = Worker.objects.create(name="w", user=agent_007)
+    awkward = [
+        {},
+        {"text": 'quote " backslash \\ tab \t newline \n control \x01 del \x7f', "unicode": "é ✓ \u2028 😀"},
+        {"nested": {"b": [1, None, True, {"z": -(2**63)}], "a": 2**64 - 1}, "score": 0.5},
+        {"keys": {"10": 1, "9": 2, "a b": 3, "é": 4}},
+    ]
+    with transaction.atomic():
+        for i, details in enumerate(awkward):
+            audit_record(actor=agent_007, action="worker.poked", target=worker, details=details, task_id=None)
+            audit_record(
+                actor=None, action="worker.poked", target=worker, details=details, task_id=worker.pk, phase=f"p{i}"
+            )
+    audit_seal_pending()
+    fast, portable = list(_rows_postgresql()), list(_rows_portable())
+    assert len(fast) == 2 * len(awkward)
+    assert fast == portable
+    assert all(match for *_, match in fast)
