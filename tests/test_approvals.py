@@ -389,3 +389,17 @@ def test_metrics_expose_requests_by_risk_level_and_time_to_decision(as_agent_007
 def test_settings_name_the_shipped_rule_files():
     assert Path(settings.HOL_RISK_RULES_FILE).name == "risk-assessment-rules.yaml"
     assert Path(settings.HOL_APPROVAL_POLICIES_FILE).name == "approval-policies.yaml"
+
+
+def test_a_malformed_policy_file_is_refused_at_start_up_naming_file_and_problem(tmp_path, settings):
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    document = yaml.safe_load(Path(settings.HOL_APPROVAL_POLICIES_FILE).read_text())
+    document["roles"]["developer"]["escalates_to"] = "manager"
+    path = tmp_path / "policies.yaml"
+    path.write_text(yaml.safe_dump(document))
+    settings.HOL_APPROVAL_POLICIES_FILE = path
+    with pytest.raises(ImproperlyConfigured) as error:
+        apps.get_app_config("approvals").ready()
+    assert str(error.value) == f"{path}: role 'developer' escalates to unknown role 'manager'"
