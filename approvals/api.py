@@ -60,7 +60,7 @@ class ApprovalFilter(django_filters.FilterSet):
 
 
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Approval requests. Reading one (with `?wait=N`) is served by `approval_detail` below."""
+    """Approval requests an agent makes before a risky action, and the decisions on them."""
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalFilter

@@ -198,6 +198,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The async long-poll read of an approval is a plain Django view; this hook documents it.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "approvals.schema.add_approval_long_poll",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -206,6 +211,8 @@ SPECTACULAR_SETTINGS = {
         "WorkOrderStatusEnum": "tasks.models.WorkOrder.Status",
         "WorkerStatusEnum": "tasks.models.Worker.Status",
         "SessionStatusEnum": "tasks.models.AgentSession.Status",
+        "RiskLevelEnum": "approvals.models.RiskLevel",
+        "ApprovalStatusEnum": "approvals.models.ApprovalRequest.Status",
     },
 }
 

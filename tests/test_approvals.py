@@ -403,3 +403,14 @@ def test_a_malformed_policy_file_is_refused_at_start_up_naming_file_and_problem(
     with pytest.raises(ImproperlyConfigured) as error:
         apps.get_app_config("approvals").ready()
     assert str(error.value) == f"{path}: role 'developer' escalates to unknown role 'manager'"
+
+
+def test_the_openapi_schema_documents_the_long_poll_read(as_agent_007):
+    schema = as_agent_007.get("/api/schema/", {"format": "json"}).json()
+    read = schema["paths"]["/api/v1/approvals/{id}/"]["get"]
+    assert [parameter["name"] for parameter in read["parameters"]] == ["id", "wait"]
+    assert read["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ApprovalRequest"
+    }
+    assert "ApprovalRequest" in schema["components"]["schemas"]
+    assert "/api/v1/approvals/{id}/consume/" in schema["paths"]
