@@ -141,3 +141,63 @@ def test_a_reject_racing_the_second_approval_of_a_critical_request_never_ends_ap
         assert len(decision_entries(request)) == 2  # carol's, and the one winner's
         outcomes.add(request.status)
     assert outcomes <= {"approved", "rejected"}
+
+
+REQUESTER = r"""
+import os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
+django.setup()
+from django.contrib.auth import get_user_model
+from django.db import connection
+from approvals.services import approval_request_create
+user = get_user_model().objects.get(username=sys.argv[1])
+connection.ensure_connection()
+print("ready", flush=True)
+sys.stdin.readline()
+request = approval_request_create(actor=user, action={"action_type": "file", "operation": "write"})
+print(request.assigned_to.username if request.assigned_to else "-", flush=True)
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_requests_made_at_once_never_overfill_an_approver(tmp_path):
+    import yaml
+    from django.conf import settings
+
+    document = yaml.safe_load(Path(settings.HOL_APPROVAL_POLICIES_FILE).read_text())
+    document["roles"]["tech_lead"]["max_pending"] = 1
+    policies = tmp_path / "policies.yaml"
+    policies.write_text(yaml.safe_dump(document))
+    agents = [make_user(f"agent_{n}", "agent").username for n in range(4)]
+    make_user("bob_tech_lead", "tech_lead", is_staff=True)
+    make_user("erin_tech_lead", "tech_lead", is_staff=True)
+    make_user("carol_devops", "devops_engineer", is_staff=True)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "HOL_APPROVAL_POLICIES_FILE": str(policies),
+    }
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", REQUESTER, agent],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for agent in agents
+    ]
+    assert [child.stdout.readline().strip() for child in children] == ["ready"] * 4
+    for child in children:
+        child.stdin.write("go\n")
+    for child in children:
+        child.stdin.flush()
+    assignees = sorted(child.stdout.readline().strip() for child in children)
+    for child in children:
+        child.wait(10)
+    assert assignees == ["bob_tech_lead", "carol_devops", "carol_devops", "erin_tech_lead"]
+    assert ApprovalRequest.objects.filter(assigned_role="devops_engineer", escalation_level=1).count() == 2
