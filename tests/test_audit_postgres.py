@@ -155,3 +155,16 @@ def test_fast_postgres_verification_agrees_with_the_portable_one_on_awkward_entr
     assert len(fast) == 2 * len(awkward)
     assert fast == portable
     assert all(match for *_, match in fast)
+
+
+@pytest.mark.django_db
+def test_change_made_with_the_trigger_disabled_is_still_detected(agent_007):
+    for i in range(3):
+        task_services.worker_register(actor=agent_007, name=f"w{i}")
+    audit_seal_pending()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER audit_entry_append_only")
+        cursor.execute(f"""UPDATE {TABLE} SET details = '{{"name": "w9"}}' WHERE seq = 2""")
+        cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER audit_entry_append_only")
+    result = selectors.audit_verify()
+    assert (result.ok, result.first_bad_seq) == (False, 2)
