@@ -252,9 +252,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")
 
 # Signs audit checkpoints (HMAC-SHA256). Keep it apart from the database: whoever holds it can
 # sign a truncated chain. Default: derived from SECRET_KEY.
-HOL_AUDIT_CHECKPOINT_KEY = os.environ.get("HOL_AUDIT_CHECKPOINT_KEY") or hashlib.sha256(
-    f"hol-audit-checkpoint:{SECRET_KEY}".encode()
-).hexdigest()
+HOL_AUDIT_CHECKPOINT_KEY = (
+    os.environ.get("HOL_AUDIT_CHECKPOINT_KEY")
+    or hashlib.sha256(f"hol-audit-checkpoint:{SECRET_KEY}".encode()).hexdigest()
+)
 
 # --- Security (check --deploy clean when HOL_DEBUG=0 behind TLS) ---------------------------------
 SECURE_SSL_REDIRECT = env_bool("HOL_SECURE_SSL_REDIRECT", not DEBUG)
