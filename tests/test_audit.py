@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -129,7 +130,8 @@ def test_audit_record_refuses_to_run_outside_a_transaction(agent_007):
         connection.in_atomic_block = was
 
 
-def test_entry_is_sealed_as_soon_as_its_transaction_commits(agent_007, django_capture_on_commit_callbacks):
+def test_entry_is_sealed_as_soon_as_its_transaction_commits(agent_007, django_capture_on_commit_callbacks, settings):
+    settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0  # inline sealing
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         task_services.worker_register(actor=agent_007, name="w1")
     assert len(callbacks) == 1
@@ -137,7 +139,10 @@ def test_entry_is_sealed_as_soon_as_its_transaction_commits(agent_007, django_ca
     assert entry.seq == 1 and entry.hash
 
 
-def test_one_transaction_kicks_the_sequencer_once_however_many_entries(agent_007, django_capture_on_commit_callbacks):
+def test_one_transaction_kicks_the_sequencer_once_however_many_entries(
+    agent_007, django_capture_on_commit_callbacks, settings
+):
+    settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0  # inline sealing
     worker = Worker.objects.create(name="w", user=agent_007)
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         for _ in range(3):
@@ -412,3 +417,15 @@ def test_admin_verification_page_shows_the_result_to_staff(agent_007, root, clie
     assert b"Intact." in page.content and b"2 entries" in page.content
     tamper(f"UPDATE {TABLE} SET actor = 'mallory' WHERE seq = 1")
     assert b"Broken at seq 1" in client.get("/admin/audit/auditentry/verify/").content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_sealer_seals_committed_entries_shortly_after_commit(agent_007, settings):
+    settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0.05
+    for n in range(3):
+        task_services.worker_register(actor=agent_007, name=f"w{n}")
+    deadline = time.monotonic() + 10
+    while AuditEntry.objects.filter(seq__isnull=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(AuditEntry.objects.values_list("seq", flat=True)) == [1, 2, 3]
+    assert selectors.audit_verify().ok
