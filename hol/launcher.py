@@ -61,6 +61,29 @@ def manage(*args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)
 
 
+def ensure_database(database: dict) -> None:
+    """Create the PostgreSQL database DATABASE_URL names if it does not exist yet."""
+    if not database["ENGINE"].endswith("postgresql"):
+        return
+    import psycopg
+    from psycopg import sql
+
+    params = {
+        "host": database.get("HOST") or None,
+        "port": database.get("PORT") or None,
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+    }
+    try:
+        psycopg.connect(dbname=database["NAME"], **params).close()
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database["NAME"])))
+        print(f"created database {database['NAME']}", flush=True)
+
+
 def demo_password(data_dir: Path) -> str:
     """One password for the demo users, made on first run and kept (mode 600) in the data dir."""
     path = data_dir / "demo-password"
@@ -89,6 +112,7 @@ def main() -> int:
     django.setup()  # starts the embedded Redis when REDIS_URL is unset
     from django.conf import settings
 
+    ensure_database(settings.DATABASES["default"])
     manage("migrate", "--noinput", "-v", "0")
     password = demo_password(settings.HOL_DATA_DIR)
     manage("bootstrap_roles", "--demo-users", "--password", password)
@@ -96,7 +120,10 @@ def main() -> int:
 
     sock = listening_socket(args.host, args.port)
     celery = [sys.executable, "-m", "celery", "-A", "hol"]
-    processes = start_daphne(sock, args.web_processes)
+    # Web processes never fork, so they may pool database connections (see HOL_DB_POOL in
+    # settings); the Celery worker forks its children and keeps per-process connections.
+    web_env = {**os.environ, "HOL_DB_POOL": os.environ.get("HOL_DB_POOL", "1")}
+    processes = start_daphne(sock, args.web_processes, env=web_env)
     processes.append(
         subprocess.Popen(
             [*celery, "worker", "-l", "INFO", "-c", str(args.worker_concurrency)], cwd=ROOT, start_new_session=True
