@@ -121,35 +121,57 @@ class _BackgroundSealer:
     only sets an event; the thread waits HOL_AUDIT_SEAL_DELAY_SECONDS to gather what other
     commits bring, then seals everything pending in one go. Nothing is lost if the process dies
     first: the entries committed with their changes and the next kick anywhere, or Beat, seals
-    them. The thread closes its connection after each round, so it holds none while idle.
+    them. The thread keeps its connection while kicks keep coming (reconnecting every round
+    costs PostgreSQL a backend each time) and closes it after IDLE_CLOSE_SECONDS without one.
     """
+
+    IDLE_CLOSE_SECONDS = 1.0
 
     def __init__(self) -> None:
         self._pid: int | None = None
         self._event = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def kick(self) -> None:
         if self._pid != os.getpid():  # first kick in this process (or in a forked child)
             with self._start_lock:
                 if self._pid != os.getpid():
-                    self._event = threading.Event()
-                    threading.Thread(target=self._run, name="hol-audit-sealer", daemon=True).start()
+                    self._event, self._stopping = threading.Event(), False
+                    self._thread = threading.Thread(target=self._run, name="hol-audit-sealer", daemon=True)
+                    self._thread.start()
                     atexit.register(self._seal_at_exit)
                     self._pid = os.getpid()
         self._event.set()
 
+    def stop(self) -> None:
+        """End the thread (closing its connection) after a last round; the next kick restarts it."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stopping = True
+        self._event.set()
+        thread.join(timeout=10)
+        self._pid = self._thread = None
+
     def _run(self) -> None:
-        while True:
-            self._event.wait()
-            time.sleep(settings.HOL_AUDIT_SEAL_DELAY_SECONDS)
-            self._event.clear()
-            try:
-                audit_seal_pending(wait=False)
-            except Exception:
-                log.exception("audit sealing failed; the next kick or Beat retries")
-            finally:
-                connection.close()
+        try:
+            while True:
+                if not self._event.wait(timeout=self.IDLE_CLOSE_SECONDS):
+                    connection.close()
+                    self._event.wait()
+                time.sleep(settings.HOL_AUDIT_SEAL_DELAY_SECONDS)
+                self._event.clear()
+                try:
+                    audit_seal_pending(wait=False)
+                except Exception:
+                    log.exception("audit sealing failed; the next kick or Beat retries")
+                    connection.close()
+                if self._stopping:
+                    return
+        finally:
+            connection.close()
 
     def _seal_at_exit(self) -> None:
         # A short-lived process (a management command) must not leave its entries to Beat.

@@ -96,3 +96,11 @@ def pytest_collection_modifyitems(config, items):
 def fast_password_hasher(settings):
     """Personas are created in almost every test; PBKDF2's deliberate slowness costs ~0.3 s each."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _seal_audit_inline(settings):
+    """The test process seals audit entries inline after commit, so no background sealer thread
+    holds a connection to the test database when it is dropped. Servers the tests start as
+    subprocesses keep the default background sealer."""
+    settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0

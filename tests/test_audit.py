@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit import selectors
 from audit.chain import GENESIS_HASH, canonical_bytes, chained_fields
 from audit.models import AuditCheckpoint, AuditEntry
-from audit.services import audit_checkpoint_record, audit_record, audit_seal_pending
+from audit.services import _background_sealer, audit_checkpoint_record, audit_record, audit_seal_pending
 from audit.tasks import record_checkpoint
 from tasks import services as task_services
 from tasks.models import Worker
@@ -422,10 +422,13 @@ def test_admin_verification_page_shows_the_result_to_staff(agent_007, root, clie
 @pytest.mark.django_db(transaction=True)
 def test_background_sealer_seals_committed_entries_shortly_after_commit(agent_007, settings):
     settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0.05
-    for n in range(3):
-        task_services.worker_register(actor=agent_007, name=f"w{n}")
-    deadline = time.monotonic() + 10
-    while AuditEntry.objects.filter(seq__isnull=True).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    try:
+        for n in range(3):
+            task_services.worker_register(actor=agent_007, name=f"w{n}")
+        deadline = time.monotonic() + 10
+        while AuditEntry.objects.filter(seq__isnull=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        _background_sealer.stop()
     assert sorted(AuditEntry.objects.values_list("seq", flat=True)) == [1, 2, 3]
     assert selectors.audit_verify().ok
