@@ -36,13 +36,8 @@ from approvals.serializers import (
     CancelInputSerializer,
     DecisionInputSerializer,
 )
+from hol.api import validated
 from hol.errors import BadRequest, DomainError
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -74,14 +69,14 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
     def create(self, request):
-        data = _valid(ApprovalCreateSerializer, request.data)
+        data = validated(ApprovalCreateSerializer, request.data)
         action_fields = {key: data.pop(key) for key in ("action_type", "resource_type", "operation", "environment")}
         action_fields["details"] = data.pop("details")
         approval = approval_services.approval_request_create(actor=request.user, action=action_fields, **data)
         return self._render(approval, status.HTTP_201_CREATED)
 
     def _decide(self, request, pk, decision: str) -> Response:
-        data = _valid(DecisionInputSerializer, request.data)
+        data = validated(DecisionInputSerializer, request.data)
         approval = approval_services.approval_decide(
             actor=request.user, request_id=pk, decision=decision, justification=data["justification"]
         )
@@ -100,7 +95,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(request=DecisionInputSerializer, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def escalate(self, request, pk=None):
-        data = _valid(DecisionInputSerializer, request.data)
+        data = validated(DecisionInputSerializer, request.data)
         approval = approval_services.approval_escalate(
             actor=request.user, request_id=pk, justification=data["justification"]
         )
@@ -109,14 +104,14 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(request=CancelInputSerializer, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        data = _valid(CancelInputSerializer, request.data)
+        data = validated(CancelInputSerializer, request.data)
         approval = approval_services.approval_cancel(actor=request.user, request_id=pk, reason=data["reason"])
         return self._render(approval)
 
     @extend_schema(request=ActionSerializer, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def consume(self, request, pk=None):
-        data = _valid(ActionSerializer, request.data)
+        data = validated(ActionSerializer, request.data)
         approval = approval_services.approval_consume(actor=request.user, request_id=pk, action=data)
         return self._render(approval)
 
@@ -149,7 +144,7 @@ class RiskAssessView(APIView):
         for key in params:
             if key not in known:
                 details.setdefault(key, params[key])
-        data = _valid(
+        data = validated(
             ActionSerializer, {**{k: params[k] for k in known - {"details"} if k in params}, "details": details}
         )
         assessment = approval_services.risk_assess(action=data)

@@ -29,15 +29,14 @@ import logging
 import math
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
+
+from bench._common import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "hol_bench_approvals"
@@ -61,17 +60,6 @@ def summary(values_s: list[float]) -> dict[str, float]:
         "max": round(max(ms), 2),
         "min": round(min(ms), 2),
     }
-
-
-def fresh_database(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    url = urlunsplit(parts._replace(path="/" + DB_NAME))
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    return url
 
 
 def setup_people(agents: int) -> tuple[list, object]:
@@ -203,7 +191,7 @@ def main() -> int:
     if not base_url.startswith("postgres"):
         log("set DATABASE_URL to a PostgreSQL server (any database; the bench makes its own)")
         return 2
-    os.environ["DATABASE_URL"] = fresh_database(base_url)
+    os.environ["DATABASE_URL"] = fresh_database(base_url, DB_NAME)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
     import django

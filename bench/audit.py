@@ -27,16 +27,16 @@ import io
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from bench._common import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "hol_bench_audit"
@@ -45,17 +45,6 @@ WRITERS = 8
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def fresh_database(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    url = urlunsplit(parts._replace(path="/" + DB_NAME))
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    return url
 
 
 def release_connections_before_fork() -> None:
@@ -302,7 +291,7 @@ def main() -> None:
     base_url = os.environ.get("DATABASE_URL")
     if not base_url or not base_url.startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (the benchmark creates its own database there)")
-    os.environ["DATABASE_URL"] = fresh_database(base_url)
+    os.environ["DATABASE_URL"] = fresh_database(base_url, DB_NAME)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
     sys.path.insert(0, str(ROOT))
     import django

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hol.api import validated
 from tasks import selectors
 from tasks import services as task_services
 from tasks.models import Task
@@ -31,12 +32,6 @@ from tasks.serializers import (
     WorkOrderBriefSerializer,
     WorkOrderSerializer,
 )
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -62,13 +57,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         },
     )
     def create(self, request):
-        data = _valid(TaskCreateSerializer, request.data)
+        data = validated(TaskCreateSerializer, request.data)
         task, created = task_services.task_create(actor=request.user, payload=data)
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=TaskUpdateSerializer, responses=TaskSerializer)
     def partial_update(self, request, pk=None):
-        changes = _valid(TaskUpdateSerializer, request.data)
+        changes = validated(TaskUpdateSerializer, request.data)
         task = task_services.task_update(actor=request.user, task_id=pk, changes=changes)
         return Response(TaskSerializer(task).data)
 
@@ -82,7 +77,7 @@ class WorkerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(request=WorkerRegisterSerializer, responses={201: WorkerSerializer})
     def create(self, request):
-        data = _valid(WorkerRegisterSerializer, request.data)
+        data = validated(WorkerRegisterSerializer, request.data)
         worker = task_services.worker_register(actor=request.user, name=data["name"])
         return Response(WorkerSerializer(worker).data, status=status.HTTP_201_CREATED)
 
@@ -96,7 +91,7 @@ class WorkerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=WorkerHeartbeatSerializer, responses=WorkerSerializer)
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
-        data = _valid(WorkerHeartbeatSerializer, request.data)
+        data = validated(WorkerHeartbeatSerializer, request.data)
         worker = task_services.worker_heartbeat(actor=request.user, worker_id=pk, status=data.get("status"))
         return Response(WorkerSerializer(worker).data)
 
@@ -107,7 +102,7 @@ class QueueViewSet(viewsets.ViewSet):
     @extend_schema(request=EnqueueSerializer, responses={201: WorkOrderBriefSerializer})
     @action(detail=False, methods=["post"])
     def enqueue(self, request):
-        data = _valid(EnqueueSerializer, request.data)
+        data = validated(EnqueueSerializer, request.data)
         work_order = task_services.work_order_enqueue(
             actor=request.user,
             task_id=data["task_id"],
@@ -122,7 +117,7 @@ class QueueViewSet(viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def claim(self, request):
-        data = _valid(ClaimSerializer, request.data)
+        data = validated(ClaimSerializer, request.data)
         work_order = task_services.work_order_claim(actor=request.user, worker_id=data["worker_id"])
         if work_order is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -131,7 +126,7 @@ class QueueViewSet(viewsets.ViewSet):
     @extend_schema(request=CompleteSerializer, responses=WorkOrderBriefSerializer)
     @action(detail=False, methods=["post"])
     def complete(self, request):
-        data = _valid(CompleteSerializer, request.data)
+        data = validated(CompleteSerializer, request.data)
         work_order = task_services.work_order_complete(
             actor=request.user, work_order_id=data["work_order_id"], output=data["output"]
         )
@@ -140,7 +135,7 @@ class QueueViewSet(viewsets.ViewSet):
     @extend_schema(request=FailSerializer, responses=WorkOrderBriefSerializer)
     @action(detail=False, methods=["post"])
     def fail(self, request):
-        data = _valid(FailSerializer, request.data)
+        data = validated(FailSerializer, request.data)
         work_order = task_services.work_order_fail(
             actor=request.user, work_order_id=data["work_order_id"], error=data["error"], retryable=data["retryable"]
         )
@@ -162,7 +157,7 @@ class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=SessionCreateSerializer, responses={201: SessionSerializer})
     def create(self, request):
-        data = _valid(SessionCreateSerializer, request.data)
+        data = validated(SessionCreateSerializer, request.data)
         session = task_services.session_create(
             actor=request.user, session_id=data["session_id"], worker_id=data["worker_id"], task_id=data.get("task_id")
         )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 
 import pytest
@@ -14,6 +13,7 @@ from audit.models import AuditCheckpoint, AuditEntry
 from audit.services import audit_checkpoint_record, audit_seal_pending
 from tasks import services as task_services
 from tasks.models import Worker
+from tests.processes import run_forked
 
 pytestmark = pytest.mark.postgres
 TABLE = AuditEntry._meta.db_table
@@ -65,15 +65,6 @@ def test_trigger_refuses_changing_or_deleting_a_checkpoint(agent_007):
     assert refused(f"DELETE FROM {AuditCheckpoint._meta.db_table}")
 
 
-def release_connections_before_fork() -> None:
-    """Children must open their own connections: a socket (or a pool and its threads) shared
-    across fork corrupts both ends."""
-    connections.close_all()
-    for conn in connections.all(initialized_only=True):
-        if conn.settings_dict.get("OPTIONS", {}).get("pool"):
-            conn.close_pool()
-
-
 def append_entries(user_id: int, worker_id: str, count: int, start, results) -> None:
     """Child process: `count` audited changes, each its own transaction (as the services do)."""
     try:
@@ -98,24 +89,11 @@ def append_entries(user_id: int, worker_id: str, count: int, start, results) -> 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_build_one_gapless_chain(agent_007):
     workers = [Worker.objects.create(name=f"writer-{i}", user=agent_007) for i in range(WRITERS)]
-    release_connections_before_fork()
-    context = multiprocessing.get_context("fork")
-    start = context.Barrier(WRITERS)
-    results = context.Queue()
-    processes = [
-        context.Process(target=append_entries, args=(agent_007.pk, str(worker.pk), ENTRIES_PER_WRITER, start, results))
-        for worker in workers
-    ]
-    try:
-        for process in processes:
-            process.start()
-        reports = [results.get(timeout=JOIN_TIMEOUT_SECONDS) for _ in processes]
-        for process in processes:
-            process.join(timeout=JOIN_TIMEOUT_SECONDS)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
+    reports = run_forked(
+        append_entries,
+        [(agent_007.pk, str(worker.pk), ENTRIES_PER_WRITER) for worker in workers],
+        timeout=JOIN_TIMEOUT_SECONDS,
+    )
     assert [error for _, error in reports if error] == []
 
     # The post-commit kicks seal nearly everything; what a kick left at its batch cap is Beat's.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import traceback
 from datetime import timedelta
@@ -13,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
+from tests.processes import run_forked
 
 CLAIMERS = 8
 WORK_ORDERS = 2000
@@ -36,15 +36,6 @@ def claim_until_empty(user_id: int, worker_id: str, start, results) -> None:
         results.put((worker_id, [], traceback.format_exc()))
     finally:
         connections.close_all()
-
-
-def release_connections_before_fork() -> None:
-    """Children must open their own connections: a socket shared across fork corrupts both ends.
-    With HOL_DB_POOL the pool (and its threads) would be inherited too, so it is closed as well."""
-    connections.close_all()
-    for conn in connections.all(initialized_only=True):
-        if conn.settings_dict.get("OPTIONS", {}).get("pool"):
-            conn.close_pool()
 
 
 def queue_of_mixed_priorities(count: int) -> dict[str, int]:
@@ -76,27 +67,11 @@ def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_orde
     workers = [Worker.objects.create(name=f"racer-{i}", user=agent_007) for i in range(CLAIMERS)]
     assert set(WorkOrder.objects.values_list("priority", flat=True)) == set(PRIORITY_RANK.values())
 
-    release_connections_before_fork()
-    context = multiprocessing.get_context("fork")
-    start = context.Barrier(CLAIMERS)
-    results = context.Queue()
-    processes = [
-        context.Process(target=claim_until_empty, args=(agent_007.pk, str(worker.pk), start, results))
-        for worker in workers
-    ]
-    try:
-        for process in processes:
-            process.start()
-        reports = [results.get(timeout=JOIN_TIMEOUT_SECONDS) for _ in processes]
-        for process in processes:
-            process.join(timeout=JOIN_TIMEOUT_SECONDS)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
+    reports = run_forked(
+        claim_until_empty, [(agent_007.pk, str(worker.pk)) for worker in workers], timeout=JOIN_TIMEOUT_SECONDS
+    )
     errors = [error for _, _, error in reports if error]
     assert not errors, errors[0]
-    assert [process.exitcode for process in processes] == [0] * CLAIMERS
 
     claimed_ids = [work_order_id for _, claims, _ in reports for work_order_id, _, _ in claims]
     assert len(claimed_ids) == WORK_ORDERS, "every work order claimed, none lost"
