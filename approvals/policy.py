@@ -20,17 +20,28 @@ class Role:
     max_pending: int
 
 
-def load_roles(path: Path | None = None) -> dict[str, Role]:
-    """Parse the policy file; a malformed file raises ImproperlyConfigured naming file and problem."""
-    path = Path(path or settings.HOL_APPROVAL_POLICIES_FILE)
+def _problem_in(path: Path):
+    """An ImproperlyConfigured factory whose message names the file."""
 
     def bad(problem: str) -> ImproperlyConfigured:
         return ImproperlyConfigured(f"{path}: {problem}")
 
+    return bad
+
+
+def _read_yaml(path: Path):
     try:
-        document = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise bad(str(exc)) from exc
+        raise _problem_in(path)(str(exc)) from exc
+
+
+def load_roles(path: Path | None = None) -> dict[str, Role]:
+    """Parse the policy file; a malformed file raises ImproperlyConfigured naming file and problem."""
+    path = Path(path or settings.HOL_APPROVAL_POLICIES_FILE)
+
+    bad = _problem_in(path)
+    document = _read_yaml(path)
     if not isinstance(document, dict) or not isinstance(document.get("roles"), dict):
         raise bad("expected a mapping with a `roles` mapping")
     roles: dict[str, Role] = {}
@@ -129,13 +140,8 @@ def load_rules(path: Path | None = None, *, roles: dict[str, Role] | None = None
     """Parse the risk rules file; a malformed file raises ImproperlyConfigured naming file and problem."""
     path = Path(path or settings.HOL_RISK_RULES_FILE)
 
-    def bad(problem: str) -> ImproperlyConfigured:
-        return ImproperlyConfigured(f"{path}: {problem}")
-
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise bad(str(exc)) from exc
+    bad = _problem_in(path)
+    document = _read_yaml(path)
     if not isinstance(document, dict):
         raise bad("expected a mapping with `levels`, `base` and `triggers`")
     raw_levels = document.get("levels")

@@ -2,28 +2,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from audit.chain import CHAINED_FIELDS
 from audit.models import AuditEntry
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEntry
-        fields = [
-            "id",
-            "seq",
-            "timestamp",
-            "component",
-            "action",
-            "actor",
-            "actor_type",
-            "phase",
-            "target_type",
-            "target_id",
-            "task_id",
-            "details",
-            "prev_hash",
-            "hash",
-        ]
+        fields = ["id", "seq", *CHAINED_FIELDS, "prev_hash", "hash"]
         read_only_fields = fields
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 
-def _answers(socket_path: Path) -> bool:
+def answers_ping(socket_path: Path) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(1)
@@ -35,13 +35,13 @@ def server_binary() -> str:
 def ensure_running(socket_path: Path, *, timeout: float = 10.0) -> Path:
     """Start redis-server on `socket_path` unless one already answers there; return the path."""
     socket_path = Path(socket_path)
-    if _answers(socket_path):
+    if answers_ping(socket_path):
         return socket_path
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     # One starter at a time: several processes starting together must not race two servers.
     with open(socket_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _answers(socket_path):
+        if answers_ping(socket_path):
             return socket_path
         if socket_path.exists():
             socket_path.unlink()
@@ -71,7 +71,7 @@ def ensure_running(socket_path: Path, *, timeout: float = 10.0) -> Path:
             stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not _answers(socket_path):
+        while not answers_ping(socket_path):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"embedded redis did not answer on {socket_path}")
             time.sleep(0.05)

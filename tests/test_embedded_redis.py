@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -186,25 +185,14 @@ def test_ensure_running_twice_keeps_one_server(redis_dir):
     assert server_pid(redis_dir) == pid
 
 
-def answers_ping(socket_path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1)
-            sock.connect(str(socket_path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def test_stop_shuts_the_embedded_server_down():
     data_dir = Path(tempfile.mkdtemp(prefix="hol-redis-")).resolve()
     try:
         socket_path = embedded_redis.ensure_running(data_dir / "redis.sock")
-        assert answers_ping(socket_path)
+        assert embedded_redis.answers_ping(socket_path)
         embedded_redis.stop(socket_path)
         deadline = time.monotonic() + 10
-        while answers_ping(socket_path):
+        while embedded_redis.answers_ping(socket_path):
             assert time.monotonic() < deadline, "the embedded redis still answers after stop()"
             time.sleep(0.05)
     finally:
