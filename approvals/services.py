@@ -26,7 +26,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import Policy, current_policy
 from approvals.risk import Assessment, action_hash, assess, canonical_action
 from audit.services import audit_record
-from hol.actors import AGENT_GROUP, is_agent
+from hol.actors import AGENT_GROUP, SYSTEM, is_agent
 from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from notifications.services import notification_create
 
@@ -289,7 +289,7 @@ def approval_request_create(
             request.decided_at = now
             request.save()
             audit_record(actor=actor, action="approval.requested", target=request, task_id=task_pk, details=details)
-            audit_record(actor=None, action="approval.auto_approved", target=request, task_id=task_pk)
+            audit_record(actor=SYSTEM, action="approval.auto_approved", target=request, task_id=task_pk)
             _notify(
                 request,
                 [actor],
@@ -315,7 +315,7 @@ def approval_request_create(
         )
         for from_role, to_role in steps:
             audit_record(
-                actor=None,
+                actor=SYSTEM,
                 action="approval.escalated",
                 target=request,
                 task_id=task_pk,
@@ -514,7 +514,7 @@ def approvals_expire_overdue(*, now: datetime | None = None) -> int:
                 continue
             request.status, request.decided_at = Status.EXPIRED, now
             request.save(update_fields=["status", "decided_at", "updated_at"])
-            audit_record(actor=None, action="approval.expired", target=request, task_id=request.task_id)
+            audit_record(actor=SYSTEM, action="approval.expired", target=request, task_id=request.task_id)
             message = f"{_describe(request)} expired without a decision"
             _notify(
                 request,
@@ -545,7 +545,7 @@ def approvals_warn_expiring(*, now: datetime | None = None) -> int:
                 continue
             request.expiry_warned_at = now
             request.save(update_fields=["expiry_warned_at", "updated_at"])
-            audit_record(actor=None, action="approval.expiry_warned", target=request, task_id=request.task_id)
+            audit_record(actor=SYSTEM, action="approval.expiry_warned", target=request, task_id=request.task_id)
             minutes = max(1, round((request.expires_at - now).total_seconds() / 60))
             _notify(
                 request,

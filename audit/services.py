@@ -47,6 +47,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from audit.actions import AuditAction
 from audit.chain import (
     CHAINED_FIELDS,
     GENESIS_HASH,
@@ -72,7 +73,7 @@ KICK_MAX_BATCHES = 5
 def audit_record(
     *,
     actor: Any,
-    action: str,
+    action: AuditAction,
     target: models.Model,
     details: dict | None = None,
     task_id: Any = None,
@@ -80,17 +81,18 @@ def audit_record(
 ) -> AuditEntry:
     """Record one state change. Must run inside the transaction that makes the change.
 
-    `actor` is a user, or None for HOL itself (Beat, the system). `action` is
-    `<entity>.<verb>` (e.g. `work_order.claimed`); the component is the target's app. `details`
+    `actor` is a user, or `SYSTEM` for HOL itself (Beat, Celery). `action` is an `AuditAction`
+    (a string that is not one fails here); the component is the target's app. `details`
     is stored without floats (they become strings; see audit.chain.normalise). The entry joins
     the hash chain right after the transaction commits.
     """
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction of the change it records")
+    action = AuditAction(action)
     entry = AuditEntry.objects.create(
         component=target._meta.app_label,
-        action=action,
+        action=action.value,
         actor=actor_label(actor),
         actor_type=actor_type(actor),
         phase=phase,

@@ -45,13 +45,23 @@ class ValidationFailed(DomainError):
     """Input that parsed but breaks a rule (the intake gate's codes): 422."""
 
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
+    code = "invalid"
 
 
 class BadRequest(DomainError):
     code = "bad_request"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that do not identify an active account: 401."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "not_authenticated"
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """The one error body every HOL endpoint answers with."""
+    return {"code": code, "message": message}
 
 
 def _first_message(detail: Any) -> str:
@@ -66,7 +76,7 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response({"code": exc.code, "message": exc.message}, status=exc.status_code)
+        return Response(error_body(exc.code, exc.message), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -75,7 +85,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
-        response.data = {"code": "invalid", "message": _first_message(exc.detail), "fields": exc.detail}
+        response.data = {**error_body("invalid", _first_message(exc.detail)), "fields": exc.detail}
     elif isinstance(exc, drf_exceptions.APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else getattr(exc, "default_code", "error")
@@ -84,5 +94,5 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             # simplejwt puts its reason in `detail` and `code` (e.g. token_not_valid).
             code = str(detail.get("code", code))
             detail = detail["detail"]
-        response.data = {"code": code, "message": _first_message(detail)}
+        response.data = error_body(code, _first_message(detail))
     return response

@@ -8,6 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
 from audit.services import audit_record
+from hol.actors import SYSTEM
 from hol.errors import NotFound
 from notifications.models import Notification
 
@@ -27,7 +28,7 @@ def notification_create(
             related_id=str(related.pk) if related is not None else "",
         )
         audit_record(
-            actor=None,
+            actor=SYSTEM,
             action="notification.created",
             target=notification,
             details={"user": user.get_username(), "kind": kind},

@@ -63,7 +63,7 @@ def check_intake(
     operation = data.get("operation", Task.Operation.CODE_CHANGE)
     if operation not in Task.Operation.values:
         raise ValidationFailed(
-            INVALID_OPERATION, f"operation {operation!r} is not one of {', '.join(Task.Operation.values)}"
+            f"operation {operation!r} is not one of {', '.join(Task.Operation.values)}", code=INVALID_OPERATION
         )
 
     target = data.get("target") or {}
@@ -71,12 +71,12 @@ def check_intake(
         raise BadRequest("target must be an object {repo, ref, path}", code="invalid")
     repo = target.get("repo")
     if not isinstance(repo, str) or not repo.strip():
-        raise ValidationFailed(REPO_NOT_ALLOWED, "target.repo is required")
+        raise ValidationFailed("target.repo is required", code=REPO_NOT_ALLOWED)
     repo = normalize_repo(repo)
     prefixes = [p.lower() for p in allowed_repo_prefixes]
     if not any(repo.startswith(prefix) for prefix in prefixes):
         allowed = ", ".join(prefixes) if prefixes else "none are configured (HOL_ALLOWED_REPO_PREFIXES)"
-        raise ValidationFailed(REPO_NOT_ALLOWED, f"repo {repo!r} is not allowed; allowed prefixes: {allowed}")
+        raise ValidationFailed(f"repo {repo!r} is not allowed; allowed prefixes: {allowed}", code=REPO_NOT_ALLOWED)
 
     ref, path = target.get("ref") or "main", target.get("path") or ""
     if not isinstance(ref, str) or not isinstance(path, str):
@@ -87,17 +87,17 @@ def check_intake(
         raise BadRequest("constraints must be an object", code="invalid")
     budget = constraints.get("time_budget_seconds", 900)
     if isinstance(budget, bool) or not isinstance(budget, int):
-        raise ValidationFailed(TIME_BUDGET_TOO_LOW, "constraints.time_budget_seconds must be an integer")
+        raise ValidationFailed("constraints.time_budget_seconds must be an integer", code=TIME_BUDGET_TOO_LOW)
     if budget < MIN_TIME_BUDGET:
-        raise ValidationFailed(TIME_BUDGET_TOO_LOW, f"time_budget_seconds {budget} is below {MIN_TIME_BUDGET}")
+        raise ValidationFailed(f"time_budget_seconds {budget} is below {MIN_TIME_BUDGET}", code=TIME_BUDGET_TOO_LOW)
     if budget > MAX_TIME_BUDGET:
-        raise ValidationFailed(TIME_BUDGET_TOO_HIGH, f"time_budget_seconds {budget} is above {MAX_TIME_BUDGET}")
+        raise ValidationFailed(f"time_budget_seconds {budget} is above {MAX_TIME_BUDGET}", code=TIME_BUDGET_TOO_HIGH)
     wants_network = constraints.get("allow_network", False) is True
     wants_secrets = constraints.get("allow_secrets", False) is True
     if wants_network and not allow_network:
-        raise ValidationFailed(NETWORK_ACCESS_DENIED, "network access is not allowed for tasks")
+        raise ValidationFailed("network access is not allowed for tasks", code=NETWORK_ACCESS_DENIED)
     if wants_secrets and not allow_secrets:
-        raise ValidationFailed(SECRETS_ACCESS_DENIED, "secrets access is not allowed for tasks")
+        raise ValidationFailed("secrets access is not allowed for tasks", code=SECRETS_ACCESS_DENIED)
 
     return {
         "operation": operation,

@@ -21,6 +21,7 @@ from audit.chain import GENESIS_HASH, canonical_bytes, chained_fields
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.services import _background_sealer, audit_checkpoint_record, audit_record, audit_seal_pending
 from audit.tasks import record_checkpoint
+from hol.actors import SYSTEM
 from tasks import services as task_services
 from tasks.models import Worker
 
@@ -101,7 +102,7 @@ def test_floats_and_other_non_json_values_in_details_are_stored_as_text(agent_00
     with transaction.atomic():
         entry = audit_record(
             actor=agent_007,
-            action="worker.measured",
+            action="worker.status_changed",
             target=worker,
             details={"score": 0.1, "big": 2**70, "nested": [1.5, {"when": timezone.now() - timedelta(days=1)}]},
         )
@@ -125,7 +126,7 @@ def test_audit_record_refuses_to_run_outside_a_transaction(agent_007):
     connection.in_atomic_block, was = False, connection.in_atomic_block
     try:
         with pytest.raises(RuntimeError, match="inside the transaction"):
-            audit_record(actor=agent_007, action="worker.poked", target=worker)
+            audit_record(actor=agent_007, action="worker.status_changed", target=worker)
     finally:
         connection.in_atomic_block = was
 
@@ -146,7 +147,7 @@ def test_one_transaction_kicks_the_sequencer_once_however_many_entries(
     worker = Worker.objects.create(name="w", user=agent_007)
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         for _ in range(3):
-            audit_record(actor=agent_007, action="worker.poked", target=worker)
+            audit_record(actor=agent_007, action="worker.status_changed", target=worker)
     assert len(callbacks) == 1
     assert sorted(AuditEntry.objects.values_list("seq", flat=True)) == [1, 2, 3]
 
@@ -182,7 +183,7 @@ def test_tasks_services_record_actor_action_and_target(agent_007):
 def test_system_actions_are_recorded_as_the_system(agent_007):
     worker = Worker.objects.create(name="w", user=agent_007)
     with transaction.atomic():
-        audit_record(actor=None, action="worker.offline", target=worker, details={"reason": "silent"})
+        audit_record(actor=SYSTEM, action="worker.offline", target=worker, details={"reason": "silent"})
     entry = AuditEntry.objects.get()
     assert (entry.actor, entry.actor_type) == ("system", "system")
 

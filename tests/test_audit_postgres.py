@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from audit import selectors
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.services import audit_checkpoint_record, audit_seal_pending
+from hol.actors import SYSTEM
 from tasks import services as task_services
 from tasks.models import Worker
 from tests.processes import run_forked
@@ -77,7 +78,7 @@ def append_entries(user_id: int, worker_id: str, count: int, start, results) -> 
         start.wait(timeout=JOIN_TIMEOUT_SECONDS)
         for i in range(count):
             with transaction.atomic():
-                audit_record(actor=actor, action="worker.poked", target=worker, details={"n": i})
+                audit_record(actor=actor, action="worker.status_changed", target=worker, details={"n": i})
         results.put((worker_id, None))
     except BaseException:
         results.put((worker_id, traceback.format_exc()))
@@ -124,9 +125,14 @@ def test_fast_postgres_verification_agrees_with_the_portable_one_on_awkward_entr
     ]
     with transaction.atomic():
         for i, details in enumerate(awkward):
-            audit_record(actor=agent_007, action="worker.poked", target=worker, details=details, task_id=None)
+            audit_record(actor=agent_007, action="worker.status_changed", target=worker, details=details, task_id=None)
             audit_record(
-                actor=None, action="worker.poked", target=worker, details=details, task_id=worker.pk, phase=f"p{i}"
+                actor=SYSTEM,
+                action="worker.status_changed",
+                target=worker,
+                details=details,
+                task_id=worker.pk,
+                phase=f"p{i}",
             )
     audit_seal_pending()
     fast, portable = list(_rows_postgresql()), list(_rows_portable())

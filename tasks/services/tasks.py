@@ -1,0 +1,131 @@
+"""Tasks: intake, edits, cancellation (which also cancels their active work)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from hol.actors import actor_label, actor_type
+from hol.errors import BadRequest
+from hol.fetch import get_locked
+from hol.transitions import ensure_transition
+from tasks.intake import apply_aliases, check_intake
+from tasks.models import Execution, Priority, Task, WorkOrder
+from tasks.services.permissions import (
+    ensure_can_manage_task,
+)
+from tasks.services.queue import _enqueue, _release_worker
+from tasks.services.transitions import TASK_TRANSITIONS
+
+User = AbstractBaseUser
+
+
+def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
+    """Create a task through the intake gate. The same idempotency_key from the same submitter
+    returns the existing task (created=False) instead of a second one."""
+    data = apply_aliases(payload)
+    key = data.get("idempotency_key") or None
+    if key:
+        existing = Task.objects.filter(created_by=actor, idempotency_key=key).first()
+        if existing is not None:
+            return existing, False
+    gated = check_intake(
+        data,
+        allowed_repo_prefixes=settings.HOL_ALLOWED_REPO_PREFIXES,
+        allow_network=settings.HOL_INTAKE_ALLOW_NETWORK,
+        allow_secrets=settings.HOL_INTAKE_ALLOW_SECRETS,
+    )
+    objective = (data.get("objective") or "").strip()
+    if not objective:
+        raise BadRequest("objective is required", code="invalid")
+    title = (data.get("title") or "").strip() or objective.splitlines()[0][:200]
+    requested_by = data.get("requested_by") or {
+        "kind": actor_type(actor),
+        "id": str(actor.pk),
+        "label": actor_label(actor),
+    }
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                title=title,
+                objective=objective,
+                description=data.get("description", ""),
+                task_type=data.get("task_type", Task.Type.FEATURE),
+                priority=data.get("priority", Priority.NORMAL),
+                requested_by=requested_by,
+                created_by=actor,
+                assigned_to=data.get("assigned_to"),
+                inputs=data.get("inputs") or {},
+                metadata=data.get("metadata") or {},
+                tags=data.get("tags") or [],
+                idempotency_key=key,
+                **gated,
+            )
+            audit_record(
+                actor=actor,
+                action="task.created",
+                target=task,
+                task_id=task.pk,
+                details={"repo": task.target_repo, "operation": task.operation, "priority": task.priority},
+            )
+            if data.get("enqueue"):
+                _enqueue(actor=actor, task=task, priority=None, max_retries=None)
+    except IntegrityError:
+        if key:
+            # A concurrent request with the same key won the race: answer with its task.
+            existing = Task.objects.filter(created_by=actor, idempotency_key=key).first()
+            if existing is not None:
+                return existing, False
+        raise
+    return task, True
+
+
+TASK_EDITABLE = ("title", "description", "priority")
+
+
+def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
+    """Edit title, description, priority; the only status a caller may set is `cancelled`,
+    which also cancels the task's active work orders."""
+    with transaction.atomic():
+        task = get_locked(Task.objects, task_id, what="task")
+        ensure_can_manage_task(actor, task)
+        fields = [name for name in TASK_EDITABLE if name in changes and changes[name] != getattr(task, name)]
+        for name in fields:
+            setattr(task, name, changes[name])
+        if "status" in changes and changes["status"] != task.status:
+            if changes["status"] != Task.Status.CANCELLED:
+                raise BadRequest("the only status a task can be given is cancelled", code="invalid")
+            ensure_transition(task.status, Task.Status.CANCELLED, TASK_TRANSITIONS, what="task")
+            task.status = Task.Status.CANCELLED
+            task.completed_at = timezone.now()
+            fields += ["status", "completed_at"]
+            _cancel_active_work(actor=actor, task=task)
+        if fields:
+            task.save(update_fields=[*fields, "updated_at"])
+            action = "task.cancelled" if "status" in fields else "task.updated"
+            audit_record(actor=actor, action=action, target=task, task_id=task.pk, details={"fields": fields})
+    return task
+
+
+def _cancel_active_work(*, actor: User, task: Task) -> None:
+    now = timezone.now()
+    for work_order in WorkOrder.objects.select_for_update().filter(task=task, status__in=WorkOrder.ACTIVE):
+        was_held = work_order.status in WorkOrder.HELD
+        work_order.status, work_order.completed_at, work_order.lease_expires_at = (
+            WorkOrder.Status.CANCELLED,
+            now,
+            None,
+        )
+        work_order.save(update_fields=["status", "completed_at", "lease_expires_at"])
+        if was_held:
+            Execution.objects.filter(work_order=work_order, status=Execution.Status.RUNNING).update(
+                status=Execution.Status.FAILED, completed_at=now, output="cancelled"
+            )
+            _release_worker(work_order.worker_id)
+        audit_record(actor=actor, action="work_order.cancelled", target=work_order, task_id=task.pk)
