@@ -5,28 +5,41 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from audit.actions import AuditAction
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.selectors import audit_verify, ensure_audit_reader
+from hol.actors import is_agent
+from hol.admin import ReadOnlyAdmin
 from hol.errors import PermissionDenied
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The audit log is read-only for everyone, superusers included."""
+class ActionFilter(admin.SimpleListFilter):
+    """Every action the log can hold, not only those recorded so far."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    title = "action"
+    parameter_name = "action"
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return AuditAction.choices()
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def queryset(self, request, queryset):
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+class AuditLogAdmin(ReadOnlyAdmin):
+    """Agents never read the audit log, whatever their flags or model permissions."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return not is_agent(request.user) and super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request) -> bool:
+        return not is_agent(request.user) and super().has_module_permission(request)
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(AuditLogAdmin):
     list_display = ("seq", "timestamp", "action", "actor", "actor_type", "target_type", "target_id", "task_id")
-    list_filter = ("component", "actor_type", "action")
+    list_filter = ("component", "actor_type", ActionFilter)
     search_fields = ("action", "actor", "target_id", "task_id")
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     ordering = ("-timestamp", "-id")
@@ -49,6 +62,6 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(ReadOnlyAdmin):
+class AuditCheckpointAdmin(AuditLogAdmin):
     list_display = ("seq", "created_at", "hash")
     readonly_fields = [f.name for f in AuditCheckpoint._meta.fields]

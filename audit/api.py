@@ -1,4 +1,4 @@
-"""The audit log over the API (SPEC §4, §8): entries and chain verification, staff only."""
+"""The audit log over the API: entries and chain verification, for staff who are not agents."""
 
 from __future__ import annotations
 

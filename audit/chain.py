@@ -1,4 +1,5 @@
-"""The canonical form of an audit entry and its hash: pure functions, no database.
+"""The canonical form of an audit entry, its hash and the checkpoint signature: pure functions,
+no database.
 
 An entry's hash is SHA-256 over one canonical JSON text of every chained field plus `seq` and
 `prev_hash`: keys sorted, no insignificant whitespace, UTF-8, timestamps as fixed-width microsecond
@@ -12,6 +13,7 @@ verification separately checks that the readable columns still say what the text
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from django.conf import settings
 
 GENESIS_HASH = "0" * 64
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -88,3 +91,9 @@ def chained_fields(seq: int, prev_hash: str, values: Any) -> dict[str, Any]:
 
 def entry_hash(canonical: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
+
+
+def checkpoint_signature(*, seq: int, head_hash: str, created_at: str) -> str:
+    """HMAC-SHA256 of a chain head under the checkpoint key, which lives outside the database."""
+    message = f"hol-audit-checkpoint:{seq}:{head_hash}:{created_at}".encode()
+    return hmac.new(settings.HOL_AUDIT_CHECKPOINT_KEY.encode(), message, hashlib.sha256).hexdigest()

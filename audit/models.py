@@ -27,7 +27,7 @@ class AuditEntry(models.Model):
     seq = models.BigIntegerField(null=True, blank=True, unique=True)
     prev_hash = models.CharField(max_length=64, blank=True, default="")
     hash = models.CharField(max_length=64, blank=True, default="")
-    # The exact text whose UTF-8 bytes were hashed (audit.chain.canonical_text).
+    # The exact text whose UTF-8 bytes were hashed (audit.chain.canonical_bytes).
     canonical = models.TextField(blank=True, default="")
 
     class Meta:

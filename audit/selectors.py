@@ -15,9 +15,16 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from audit.chain import CHAINED_FIELDS, GENESIS_HASH, canonical_bytes, chained_fields, entry_hash, format_timestamp
+from audit.chain import (
+    CHAINED_FIELDS,
+    GENESIS_HASH,
+    canonical_bytes,
+    chained_fields,
+    checkpoint_signature,
+    entry_hash,
+    format_timestamp,
+)
 from audit.models import AuditCheckpoint, AuditEntry
-from audit.services import checkpoint_signature
 from hol.actors import is_agent
 from hol.errors import PermissionDenied
 

@@ -1,39 +1,14 @@
-"""Every write of the audit log: recording entries, sealing them into the chain, checkpoints.
+"""Every write of the audit log: recording entries, sealing them into the hash chain, checkpoints.
 
-Design (SPEC §8, issue 4): write in the transaction, sequence right after commit.
-
-- `audit_record` is called by every service inside the transaction of its change. It only
-  INSERTs the entry (no chain fields), so an entry commits or rolls back with its change, and
-  concurrent transactions that audit do not wait for one another: the work queue's claims stay
-  concurrent. Taking one chain lock inside every audited transaction would serialise them all for
-  their whole length (lock waits included), which is what the benchmark's append_ratio measures.
-- `audit_seal_pending` is the sequencer. Under one lock (a PostgreSQL advisory transaction lock;
-  SQLite's IMMEDIATE write lock) it reads the chain head, gives the pending entries the next
-  gapless `seq`, links `prev_hash`, stores the canonical text and its SHA-256, and commits. One
-  holder at a time means one chain, never forked; unique `seq` and unique `prev_hash` among sealed
-  entries make a fork impossible even if the lock were bypassed.
-- Sealing is kicked in `on_commit` of every transaction that recorded something. By default the
-  kick wakes a background thread of the process (`_BackgroundSealer`), which waits
-  HOL_AUDIT_SEAL_DELAY_SECONDS to batch many commits into one round, off the request path; with
-  the delay at 0 the committing process seals inline. Either way the sealer tries the lock
-  without waiting; if another process holds it, that holder seals the entry (every holder
-  re-checks for pending entries after it releases, and the entry committed before the failed
-  try, so the re-check sees it). Beat runs the same sequencer as a safety net (a process that
-  died between its commit and its kick) and records a signed checkpoint. An entry is therefore
-  pending for milliseconds normally and at most one Beat interval; `audit.selectors.audit_verify`
-  reports how many are pending and the oldest one's age.
-- Sealing is the one UPDATE the PostgreSQL trigger lets through: pending → sealed, chain fields
-  only, once. Every other UPDATE and every DELETE is refused.
-
-`seq` is the order of sealing, which is commit order give or take a batch: it can differ from
-`timestamp` order (the time of the change) by as much as a transaction's length.
+An entry is INSERTed in the transaction of its change, without chain fields, so audited
+transactions never wait on one another; right after commit the sequencer (`audit_seal_pending`)
+gives pending entries the next gapless `seq`, links them and hashes them under one lock. `seq` is
+therefore sealing order, which may differ from `timestamp` order by a transaction's length.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -53,6 +28,7 @@ from audit.chain import (
     GENESIS_HASH,
     canonical_bytes,
     chained_fields,
+    checkpoint_signature,
     entry_hash,
     format_timestamp,
     normalise,
@@ -109,6 +85,8 @@ def audit_record(
 
 
 def _seal_after_commit() -> None:
+    # A process that dies between its commit and this kick leaves its entries pending for Beat's
+    # checkpoint task, which runs the same sequencer: pending for at most one Beat interval.
     if settings.HOL_AUDIT_SEAL_DELAY_SECONDS > 0:
         _background_sealer.kick()
     else:
@@ -289,11 +267,6 @@ def _write_seals(updates: list[tuple[int, str, str, str, int]]) -> None:
             written = cursor.rowcount
     if written != len(updates):
         raise RuntimeError(f"sealed {written} of {len(updates)} audit entries; the batch is rolled back")
-
-
-def checkpoint_signature(*, seq: int, head_hash: str, created_at: str) -> str:
-    message = f"hol-audit-checkpoint:{seq}:{head_hash}:{created_at}".encode()
-    return hmac.new(settings.HOL_AUDIT_CHECKPOINT_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
 def audit_checkpoint_record() -> AuditCheckpoint | None:

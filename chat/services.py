@@ -1,4 +1,4 @@
-"""Posting to a task's chat. The live WebSocket fan-out arrives with the chat page issue."""
+"""Posting to a task's chat and event stream."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from uuid import UUID
 
 from django.db import transaction
 
+from audit.actions import AuditAction
 from audit.services import audit_record
 from chat.models import ChatMessage
-from hol.actors import is_agent
+from hol.actors import is_agent, is_system, require_actor
 from hol.errors import BadRequest, Conflict, NotFound
 from tasks.models import Task
 
@@ -36,7 +37,7 @@ def chat_message_post(
         raise BadRequest("message is larger than 64 KiB", code="too_large")
     if data and len(json.dumps(data).encode()) > MAX_DATA_BYTES:
         raise BadRequest("data is larger than 256 KiB", code="too_large")
-    if actor is None:
+    if is_system(require_actor(actor)):
         sender_type = ChatMessage.SenderType.SYSTEM
     else:
         sender_type = ChatMessage.SenderType.WORKER if is_agent(actor) else ChatMessage.SenderType.HUMAN
@@ -55,7 +56,7 @@ def chat_message_post(
                 raise Conflict("only a question can be answered", code="not_a_question")
         message = ChatMessage.objects.create(
             task_id=task_id,
-            sender=actor,
+            sender=None if is_system(actor) else actor,
             sender_type=sender_type,
             message_type=message_type,
             event_type=event_type,
@@ -67,7 +68,7 @@ def chat_message_post(
         )
         audit_record(
             actor=actor,
-            action="chat.message_posted",
+            action=AuditAction.CHAT_MESSAGE_POSTED,
             target=message,
             task_id=task_id,
             details={"message_type": message_type, "event_type": event_type, "parent": parent_id},

@@ -250,11 +250,11 @@ HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOO
 EMAIL_BACKEND = os.environ.get("HOL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")
 
-# Signs audit checkpoints (HMAC-SHA256). Keep it apart from the database: whoever holds it can
-# sign a truncated chain. Default: derived from SECRET_KEY.
 # Audit entries are sealed into the hash chain by a background thread per process this long after
 # a commit kicks it (batching many commits into one sealing round); 0 seals inline after each commit.
 HOL_AUDIT_SEAL_DELAY_SECONDS = float(os.environ.get("HOL_AUDIT_SEAL_DELAY_SECONDS", 0.05))
+# Signs audit checkpoints (HMAC-SHA256). Keep it apart from the database: whoever holds it can
+# sign a truncated chain. Default: derived from SECRET_KEY.
 HOL_AUDIT_CHECKPOINT_KEY = (
     os.environ.get("HOL_AUDIT_CHECKPOINT_KEY")
     or hashlib.sha256(f"hol-audit-checkpoint:{SECRET_KEY}".encode()).hexdigest()

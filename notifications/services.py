@@ -1,4 +1,4 @@
-"""Creating and reading notifications. Delivery channels beyond in-app arrive with later issues."""
+"""Creating notifications and marking them read; every one is audited."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
+from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import NotFound
@@ -29,7 +30,7 @@ def notification_create(
         )
         audit_record(
             actor=SYSTEM,
-            action="notification.created",
+            action=AuditAction.NOTIFICATION_CREATED,
             target=notification,
             details={"user": user.get_username(), "kind": kind},
         )
@@ -46,5 +47,5 @@ def notification_mark_read(*, actor: Any, notification_id: int) -> Notification:
         if not notification.is_read:
             notification.is_read = True
             notification.save(update_fields=["is_read"])
-            audit_record(actor=actor, action="notification.read", target=notification)
+            audit_record(actor=actor, action=AuditAction.NOTIFICATION_READ, target=notification)
     return notification

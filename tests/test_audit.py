@@ -1,4 +1,4 @@
-"""The audit log (SPEC §8): entries in the transaction of their change, one gapless hash chain,
+"""The audit log: entries in the transaction of their change, one gapless hash chain,
 tampering detected at the right seq, checkpoints, the command, the API and the admin.
 
 Runs on SQLite and PostgreSQL. On PostgreSQL the tampering bypasses the append-only trigger the
