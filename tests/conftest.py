@@ -1,49 +1,45 @@
+"""Fixtures every test module shares: the personas, their API clients, and settings that keep the
+suite fast and self-contained. Builders live in tests/factories.py."""
+
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from django.contrib.auth.models import Group
+import yaml
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
-
-def make_user(username: str, role: str, *, is_staff: bool = False):
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user(username=username, password="pw-" + username, is_staff=is_staff)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
+from tests.factories import client_for, make_persona, task_payload
 
 
 @pytest.fixture
 def agent_007(db):
-    return make_user("agent_007", "agent")
+    return make_persona("agent_007")
 
 
 @pytest.fixture
 def agent_008(db):
-    return make_user("agent_008", "agent")
+    return make_persona("agent_008")
 
 
 @pytest.fixture
 def alice_developer(db):
-    return make_user("alice_developer", "developer", is_staff=True)
+    return make_persona("alice_developer")
 
 
 @pytest.fixture
 def bob_tech_lead(db):
-    return make_user("bob_tech_lead", "tech_lead", is_staff=True)
+    return make_persona("bob_tech_lead")
 
 
 @pytest.fixture
 def carol_devops(db):
-    return make_user("carol_devops", "devops_engineer", is_staff=True)
+    return make_persona("carol_devops")
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
-    return client
+@pytest.fixture
+def dave_devops(db):
+    return make_persona("dave_devops")
 
 
 @pytest.fixture
@@ -61,23 +57,30 @@ def as_alice(alice_developer) -> APIClient:
     return client_for(alice_developer)
 
 
-TASK = {
-    "title": "Fix the flaky login test",
-    "objective": "Make tests/test_login.py pass reliably",
-    "task_type": "bugfix",
-    "operation": "code_change",
-    "target": {"repo": "https://github.com/acme/shop"},
-}
-
-
 @pytest.fixture
 def new_task():
     """A payload for POST /api/v1/tasks with any fields replaced."""
+    return task_payload
 
-    def build(**changes):
-        return {**TASK, **changes}
 
-    return build
+@pytest.fixture
+def worker_007(as_agent_007) -> str:
+    return as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+
+
+@pytest.fixture
+def worker_008(as_agent_008) -> str:
+    return as_agent_008.post("/api/v1/workers", {"name": "008-laptop"}, format="json").json()["id"]
+
+
+@pytest.fixture
+def low_needs_people(tmp_path, settings):
+    """The shipped rules with low no longer auto-approved, so people decide low requests too."""
+    document = yaml.safe_load(Path(settings.HOL_RISK_RULES_FILE).read_text())
+    document["levels"]["low"]["auto_approve"] = False
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(document))
+    settings.HOL_RISK_RULES_FILE = path
 
 
 def pytest_collection_modifyitems(config, items):

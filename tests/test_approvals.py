@@ -15,28 +15,13 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from audit.models import AuditEntry
 from notifications.models import Notification
 from tasks.models import AgentSession, Worker
-from tests.conftest import client_for, make_user
+from tests.factories import client_for, make_user
 
 LOW = {"action_type": "file", "operation": "read", "environment": "dev"}
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
 HIGH = {"action_type": "deployment", "operation": "deploy", "environment": "production", "details": {"ref": "v1.2"}}
 CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production", "details": {"table": "users"}}
 ACTIONS = {"low": LOW, "medium": MEDIUM, "high": HIGH, "critical": CRITICAL}
-
-
-@pytest.fixture
-def dave_devops(db):
-    return make_user("dave_devops", "devops_engineer", is_staff=True)
-
-
-@pytest.fixture
-def low_needs_people(tmp_path, settings):
-    """The shipped rules with low no longer auto-approved, so people decide low requests too."""
-    document = yaml.safe_load(Path(settings.HOL_RISK_RULES_FILE).read_text())
-    document["levels"]["low"]["auto_approve"] = False
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(document))
-    settings.HOL_RISK_RULES_FILE = path
 
 
 def ask(client, action: dict, **extra) -> dict:

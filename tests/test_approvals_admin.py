@@ -4,17 +4,15 @@ page, which call the same services as the API (the same authorisation matrix hol
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import yaml
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
-from tests.conftest import make_user
+from tests.factories import make_user, signed_in
 
 CHANGELIST = "/admin/approvals/approvalrequest/"
 ACTIONS = {
@@ -29,21 +27,6 @@ ROLE_CAN = {
     "devops_engineer": {"low", "medium", "high", "critical"},
     "agent": set(),
 }
-
-
-@pytest.fixture
-def low_needs_people(tmp_path, settings):
-    document = yaml.safe_load(Path(settings.HOL_RISK_RULES_FILE).read_text())
-    document["levels"]["low"]["auto_approve"] = False
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(document))
-    settings.HOL_RISK_RULES_FILE = path
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def run_action(client: Client, action: str, request: ApprovalRequest, justification: str = "looked at it"):

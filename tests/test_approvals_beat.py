@@ -23,7 +23,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
 from audit.models import AuditEntry
 from notifications.models import Notification
-from tests.conftest import make_user
+from tests.factories import make_user
 
 MEDIUM = {"action_type": "file", "operation": "write"}
 HIGH = {"action_type": "file", "operation": "delete", "environment": "dev"}

@@ -18,7 +18,7 @@ from django.db import connection
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
 from audit.models import AuditEntry
-from tests.conftest import make_user
+from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 HIGH = {"action_type": "file", "operation": "delete", "environment": "dev"}

@@ -25,7 +25,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from approvals.broadcast import channel_name
 from approvals.services import approval_decide, approval_request_create
 from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.conftest import make_user
+from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIUM = {"action_type": "file", "operation": "write"}

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks.models import Worker, WorkOrder
-from tests.conftest import client_for, make_user
+from tests.factories import client_for, make_user
 
 
 def bearer(token: str) -> APIClient:

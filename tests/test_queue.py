@@ -27,16 +27,6 @@ def make_task(as_agent_007, new_task):
     return make
 
 
-@pytest.fixture
-def worker_007(as_agent_007) -> str:
-    return as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
-
-
-@pytest.fixture
-def worker_008(as_agent_008) -> str:
-    return as_agent_008.post("/api/v1/workers", {"name": "008-laptop"}, format="json").json()["id"]
-
-
 def enqueue(client, task_id: str, **extra):
     return client.post("/api/v1/queue/enqueue", {"task_id": task_id, **extra}, format="json")
 

@@ -11,12 +11,7 @@ from audit.models import AuditEntry
 from notifications.models import Notification
 from tasks.models import AgentSession, Task, Worker, WorkOrder
 from tasks.tasks import requeue_lapsed_work, terminate_stale_sessions
-from tests.conftest import client_for
-
-
-@pytest.fixture
-def worker_007(as_agent_007) -> str:
-    return as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+from tests.factories import client_for
 
 
 @pytest.fixture

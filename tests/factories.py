@@ -1,0 +1,63 @@
+"""Builders the tests share: people, their clients, payloads. Plain functions, so a test, a
+fixture or a forked child process can call them; `conftest.py` turns the personas into fixtures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+# username → (role, staff). Humans are staff (they use the admin); agents are service accounts.
+PERSONAS = {
+    "alice_developer": ("developer", True),
+    "bob_tech_lead": ("tech_lead", True),
+    "carol_devops": ("devops_engineer", True),
+    # A second devops engineer: a critical request needs two distinct approvers.
+    "dave_devops": ("devops_engineer", True),
+    "agent_007": ("agent", False),
+    "agent_008": ("agent", False),
+}
+
+TASK = {
+    "title": "Fix the flaky login test",
+    "objective": "Make tests/test_login.py pass reliably",
+    "task_type": "bugfix",
+    "operation": "code_change",
+    "target": {"repo": "https://github.com/acme/shop"},
+}
+
+
+def make_user(username: str, role: str, *, is_staff: bool = False):
+    """An active account in the group `role`, its password `pw-<username>`."""
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username, is_staff=is_staff)
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def make_persona(username: str):
+    role, is_staff = PERSONAS[username]
+    return make_user(username, role, is_staff=is_staff)
+
+
+def client_for(user) -> APIClient:
+    """An API client carrying `user`'s access token (anonymous when `user` is None)."""
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+def signed_in(user) -> Client:
+    """A browser-like client with `user` signed in (the admin, the pages)."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def task_payload(**changes: Any) -> dict[str, Any]:
+    """A body for POST /api/v1/tasks with any fields replaced."""
+    return {**TASK, **changes}
