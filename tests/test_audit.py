@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit import selectors
+from audit.actions import AuditAction
 from audit.chain import GENESIS_HASH, canonical_bytes, chained_fields
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.services import _background_sealer, audit_checkpoint_record, audit_record, audit_seal_pending
@@ -24,6 +26,7 @@ from audit.tasks import record_checkpoint
 from hol.actors import SYSTEM
 from tasks import services as task_services
 from tasks.models import Worker
+from tests.factories import client_for, signed_in
 
 pytestmark = pytest.mark.django_db
 TABLE = AuditEntry._meta.db_table
@@ -59,6 +62,44 @@ def verify_exit_code(capsys) -> tuple[int, str, str]:
         code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def first_bad_seq_by_selector(capsys, client) -> int | None:
+    return selectors.audit_verify().first_bad_seq
+
+
+def first_bad_seq_by_command(capsys, client) -> int | None:
+    code, _, err = verify_exit_code(capsys)
+    if code == 0:
+        return None
+    assert code == 1, err
+    return int(re.search(r"broken at seq (\d+)", err).group(1))
+
+
+def first_bad_seq_by_api(capsys, client) -> int | None:
+    response = client.get("/api/v1/audit/verify")
+    assert response.status_code == 200
+    return response.json()["first_bad_seq"]
+
+
+# Each tampering case is checked through every door a person verifies by.
+VERIFIERS = [first_bad_seq_by_selector, first_bad_seq_by_command, first_bad_seq_by_api]
+
+
+@pytest.fixture(params=VERIFIERS, ids=["selector", "command", "api"])
+def first_bad_seq(request, capsys, as_alice):
+    return lambda: request.param(capsys, as_alice)
+
+
+def rewrite(seq: int, *, actor: str, rehash: bool) -> None:
+    """Rewrite entry `seq`'s actor in its column and in its canonical text, consistently, so the
+    two agree; with `rehash` also store the new text's hash."""
+    stored = AuditEntry.objects.get(seq=seq)
+    fields = json.loads(stored.canonical)
+    fields["actor"] = actor
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode()).hexdigest() if rehash else stored.hash
+    tamper(f"UPDATE {TABLE} SET actor = %s, canonical = %s, hash = %s WHERE seq = %s", [actor, text, digest, seq])
 
 
 # --- the chain ------------------------------------------------------------------------------------
@@ -208,17 +249,18 @@ def test_altered_detail_is_detected_at_its_seq(agent_007):
     assert "altered" in result.problem
 
 
-def test_altered_entry_with_recomputed_hash_is_detected_at_its_seq(agent_007):
-    entries = sealed_chain(agent_007, 5)
-    fields = json.loads(entries[1].canonical)
-    fields["actor"] = "mallory"
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    tamper(
-        f"UPDATE {TABLE} SET actor = 'mallory', canonical = %s, hash = %s WHERE seq = 2",
-        [text, hashlib.sha256(text.encode()).hexdigest()],
-    )
-    result = selectors.audit_verify()
-    assert (result.ok, result.first_bad_seq) == (False, 2)
+def test_entry_rewritten_consistently_but_keeping_its_hash_is_reported_at_its_seq(agent_007, first_bad_seq):
+    sealed_chain(agent_007, 5)
+    rewrite(2, actor="mallory", rehash=False)
+    # Columns and text agree and every link still holds: only the text's own hash gives it away.
+    assert AuditEntry.objects.get(seq=3).prev_hash == AuditEntry.objects.get(seq=2).hash
+    assert first_bad_seq() == 2
+
+
+def test_entry_rewritten_with_a_recomputed_hash_is_reported_where_the_link_breaks(agent_007, first_bad_seq):
+    sealed_chain(agent_007, 5)
+    rewrite(2, actor="mallory", rehash=True)
+    assert first_bad_seq() == 2
 
 
 def test_deleted_entry_is_detected_at_its_seq(agent_007):
@@ -263,14 +305,19 @@ def test_forged_entry_inserted_into_the_chain_is_detected_at_its_seq(agent_007):
     assert "inserted" in result.problem
 
 
-def test_truncated_tail_is_detected_against_the_signed_checkpoint(agent_007):
+def test_truncated_tail_is_reported_against_the_signed_checkpoint(agent_007, first_bad_seq):
     sealed_chain(agent_007, 5)
     checkpoint = audit_checkpoint_record()
     assert checkpoint is not None and checkpoint.seq == 5
     tamper(f"DELETE FROM {TABLE} WHERE seq >= 4")
-    result = selectors.audit_verify()
-    assert (result.ok, result.first_bad_seq) == (False, 4)
-    assert "checkpoint" in result.problem
+    assert first_bad_seq() == 4
+
+
+def test_truncated_tail_is_explained_as_entries_missing_before_the_checkpoint(agent_007):
+    sealed_chain(agent_007, 5)
+    audit_checkpoint_record()
+    tamper(f"DELETE FROM {TABLE} WHERE seq >= 4")
+    assert "checkpoint" in selectors.audit_verify().problem
 
 
 def test_truncated_tail_without_a_checkpoint_goes_unnoticed_and_says_so(agent_007):
@@ -368,16 +415,30 @@ def test_audit_list_rejects_a_malformed_filter_with_400(as_alice):
     assert response.json()["code"] == "invalid"
 
 
-def test_agent_gets_403_from_the_audit_endpoints(as_agent_007):
-    for path in ("/api/v1/audit", "/api/v1/audit/verify"):
-        response = as_agent_007.get(path)
-        assert response.status_code == 403, path
-        assert response.json()["code"] == "permission_denied"
+@pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/verify"])
+def test_agent_gets_403_from_the_audit_endpoints(as_agent_007, path):
+    response = as_agent_007.get(path)
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
 
 
-def test_anonymous_caller_gets_401_from_the_audit_endpoints(client):
-    assert client.get("/api/v1/audit").status_code == 401
-    assert client.get("/api/v1/audit/verify").status_code == 401
+@pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/verify"])
+def test_agent_flagged_staff_gets_403_from_the_audit_endpoints(agent_007, path):
+    agent_007.is_staff = agent_007.is_superuser = True
+    agent_007.save(update_fields=["is_staff", "is_superuser"])
+    response = client_for(agent_007).get(path)
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+def test_staff_who_is_not_an_agent_reads_the_audit_endpoints(as_alice):
+    assert as_alice.get("/api/v1/audit").status_code == 200
+    assert as_alice.get("/api/v1/audit/verify").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/verify"])
+def test_anonymous_caller_gets_401_from_the_audit_endpoints(client, path):
+    assert client.get(path).status_code == 401
 
 
 def test_verify_endpoint_gives_the_commands_answer(agent_007, as_alice):
@@ -392,32 +453,38 @@ def test_verify_endpoint_gives_the_commands_answer(agent_007, as_alice):
 # --- admin ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def root(db):
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root")
-
-
-def test_admin_shows_entries_but_not_even_a_superuser_may_change_them(agent_007, root, client):
+def test_admin_shows_entries_but_not_even_a_superuser_may_change_them(agent_007, admin_client):
     (entry,) = sealed_chain(agent_007, 1)
-    client.force_login(root)
-    assert client.get("/admin/audit/auditentry/").status_code == 200
-    assert client.get(f"/admin/audit/auditentry/{entry.pk}/change/").status_code == 200  # a read-only view
-    assert client.post(f"/admin/audit/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
-    assert client.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert client.get("/admin/audit/auditentry/add/").status_code == 403
+    assert admin_client.get("/admin/audit/auditentry/").status_code == 200
+    assert admin_client.get(f"/admin/audit/auditentry/{entry.pk}/change/").status_code == 200  # a read-only view
+    assert admin_client.post(f"/admin/audit/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
+    assert admin_client.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.get("/admin/audit/auditentry/add/").status_code == 403
     assert AuditEntry.objects.get().action == "worker.registered"
 
 
-def test_admin_verification_page_shows_the_result_to_staff(agent_007, root, client):
+def test_admin_verification_page_shows_the_result_to_staff(agent_007, admin_client):
     sealed_chain(agent_007, 2)
-    client.force_login(root)
-    page = client.get("/admin/audit/auditentry/verify/")
+    page = admin_client.get("/admin/audit/auditentry/verify/")
     assert page.status_code == 200
     assert b"Intact." in page.content and b"2 entries" in page.content
     tamper(f"UPDATE {TABLE} SET actor = 'mallory' WHERE seq = 1")
-    assert b"Broken at seq 1" in client.get("/admin/audit/auditentry/verify/").content
+    assert b"Broken at seq 1" in admin_client.get("/admin/audit/auditentry/verify/").content
+
+
+ADMIN_AUDIT_PAGES = ["/admin/audit/auditentry/", "/admin/audit/auditcheckpoint/", "/admin/audit/auditentry/verify/"]
+
+
+@pytest.mark.parametrize("page", ADMIN_AUDIT_PAGES)
+def test_admin_refuses_the_audit_log_to_an_agent_flagged_superuser(agent_007, page):
+    agent_007.is_staff = agent_007.is_superuser = True
+    agent_007.save(update_fields=["is_staff", "is_superuser"])
+    assert signed_in(agent_007).get(page).status_code == 403
+
+
+def test_admin_action_filter_offers_every_audit_action_even_before_it_happens(admin_client):
+    html = admin_client.get("/admin/audit/auditentry/").content.decode()
+    assert [action for action in AuditAction if f"?action={action.value}" not in html] == []
 
 
 @pytest.mark.django_db(transaction=True)
