@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from audit.actions import AuditAction
-from audit.models import AuditCheckpoint, AuditEntry
+from audit.models import AuditCheckpoint, AuditEntry, AuditVerification
 from audit.selectors import audit_verify, ensure_audit_reader
 from hol.actors import is_agent
 from hol.admin import ReadOnlyAdmin
@@ -65,3 +65,10 @@ class AuditEntryAdmin(AuditLogAdmin):
 class AuditCheckpointAdmin(AuditLogAdmin):
     list_display = ("seq", "created_at", "hash")
     readonly_fields = [f.name for f in AuditCheckpoint._meta.fields]
+
+
+@admin.register(AuditVerification)
+class AuditVerificationAdmin(AuditLogAdmin):
+    list_display = ("started_at", "ok", "count", "head_seq", "first_bad_seq", "duration_seconds", "run_by")
+    list_filter = ("ok",)
+    readonly_fields = [f.name for f in AuditVerification._meta.fields]

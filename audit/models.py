@@ -70,3 +70,27 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint at seq {self.seq}"
+
+
+class AuditVerification(models.Model):
+    """One run of the chain verification (Beat's, or one a person asked for), kept so the audit
+    page shows the latest result without walking the whole chain on every view."""
+
+    started_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    run_by = models.CharField(max_length=150)  # a username, or "system" for Beat
+    ok = models.BooleanField()
+    count = models.BigIntegerField()
+    head_seq = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    first_bad_seq = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True, default="")
+    pending = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        get_latest_by = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        state = "intact" if self.ok else f"broken at seq {self.first_bad_seq}"
+        return f"verification {self.started_at:%Y-%m-%d %H:%M}: {state}"

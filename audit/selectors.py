@@ -24,7 +24,7 @@ from audit.chain import (
     entry_hash,
     format_timestamp,
 )
-from audit.models import AuditCheckpoint, AuditEntry
+from audit.models import AuditCheckpoint, AuditEntry, AuditVerification
 from hol.actors import is_agent
 from hol.errors import PermissionDenied
 
@@ -70,6 +70,12 @@ def audit_entries(
     if until:
         entries = entries.filter(timestamp__lt=until)
     return entries
+
+
+def audit_latest_verification(*, user: AbstractBaseUser | None) -> AuditVerification | None:
+    """The newest stored verification run (`audit.services.audit_verify_record`), if any."""
+    ensure_audit_reader(user)
+    return AuditVerification.objects.order_by("-started_at", "-id").first()
 
 
 @dataclass

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -33,8 +34,9 @@ from audit.chain import (
     format_timestamp,
     normalise,
 )
-from audit.models import AuditCheckpoint, AuditEntry
-from hol.actors import actor_label, actor_type
+from audit.models import AuditCheckpoint, AuditEntry, AuditVerification
+from audit.selectors import audit_verify, ensure_audit_reader
+from hol.actors import Actor, actor_label, actor_type, is_system, require_actor
 
 log = logging.getLogger(__name__)
 
@@ -292,3 +294,29 @@ def audit_checkpoint_record() -> AuditCheckpoint | None:
             created_at=now,
             signature=checkpoint_signature(seq=head[0], head_hash=head[1], created_at=format_timestamp(now)),
         )
+
+
+def audit_verify_record(*, actor: Actor, now: datetime | None = None) -> AuditVerification:
+    """Verify the whole chain and keep the result: count, head, ok, first bad seq, duration.
+
+    HOL itself (Beat) and people who may read the audit log run it; agents never do. Runs are
+    not audited: like checkpoints they are the log checking itself, and a scheduled run writing
+    an entry each time would fill the log with its own bookkeeping.
+    """
+    if not is_system(require_actor(actor)):
+        ensure_audit_reader(actor)
+    started_at = now or timezone.now()
+    clock = time.monotonic()
+    result = audit_verify()
+    return AuditVerification.objects.create(
+        started_at=started_at,
+        duration_seconds=round(time.monotonic() - clock, 3),
+        run_by=actor_label(actor),
+        ok=result.ok,
+        count=result.count,
+        head_seq=result.head_seq,
+        head_hash=result.head_hash,
+        first_bad_seq=result.first_bad_seq,
+        problem=result.problem,
+        pending=result.pending,
+    )

@@ -3,9 +3,14 @@ twice or concurrently (the sequencer and checkpoints run under the chain lock)."
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from audit import services as audit_services
+from hol.actors import SYSTEM
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="audit.tasks.record_checkpoint")
@@ -14,3 +19,13 @@ def record_checkpoint() -> int | None:
     Returns the checkpoint's seq, or None when there was nothing new to sign."""
     checkpoint = audit_services.audit_checkpoint_record()
     return checkpoint.seq if checkpoint else None
+
+
+@shared_task(name="audit.tasks.verify_chain")
+def verify_chain() -> dict:
+    """Verify the whole chain as HOL itself and store the run; the audit page shows the latest.
+    A broken chain is also logged as an error, so log-based alerting sees it."""
+    run = audit_services.audit_verify_record(actor=SYSTEM)
+    if not run.ok:
+        log.error("audit chain broken at seq %s: %s", run.first_bad_seq, run.problem)
+    return {"ok": run.ok, "count": run.count, "head_seq": run.head_seq, "first_bad_seq": run.first_bad_seq}

@@ -20,10 +20,17 @@ from django.utils import timezone
 from audit import selectors
 from audit.actions import AuditAction
 from audit.chain import GENESIS_HASH, canonical_bytes, chained_fields
-from audit.models import AuditCheckpoint, AuditEntry
-from audit.services import _background_sealer, audit_checkpoint_record, audit_record, audit_seal_pending
-from audit.tasks import record_checkpoint
+from audit.models import AuditCheckpoint, AuditEntry, AuditVerification
+from audit.services import (
+    _background_sealer,
+    audit_checkpoint_record,
+    audit_record,
+    audit_seal_pending,
+    audit_verify_record,
+)
+from audit.tasks import record_checkpoint, verify_chain
 from hol.actors import SYSTEM
+from hol.errors import PermissionDenied
 from tasks import services as task_services
 from tasks.models import Worker
 from tests.factories import client_for, signed_in
@@ -366,6 +373,40 @@ def test_install_schedule_installs_the_checkpoint_task(capsys):
     assert PeriodicTask.objects.filter(task="audit.tasks.record_checkpoint", enabled=True).exists()
 
 
+# --- stored verification runs (Beat, the audit page) ------------------------------------------------
+
+
+def test_beat_verification_stores_an_intact_run_as_the_system(agent_007):
+    entries = sealed_chain(agent_007, 3)
+    assert verify_chain() == {"ok": True, "count": 3, "head_seq": 3, "first_bad_seq": None}
+    run = AuditVerification.objects.get()
+    assert (run.ok, run.count, run.head_seq, run.head_hash, run.run_by) == (True, 3, 3, entries[-1].hash, "system")
+    assert run.duration_seconds >= 0
+
+
+def test_stored_run_of_a_broken_chain_names_the_first_bad_seq(agent_007, alice_developer):
+    sealed_chain(agent_007, 4)
+    tamper(f"DELETE FROM {TABLE} WHERE seq = 3")
+    run = audit_verify_record(actor=alice_developer)
+    assert (run.ok, run.first_bad_seq, run.run_by) == (False, 3, "alice_developer")
+    assert "missing" in run.problem
+
+
+def test_latest_verification_is_the_newest_run(alice_developer):
+    earlier = audit_verify_record(actor=SYSTEM, now=timezone.now() - timedelta(hours=1))
+    latest = audit_verify_record(actor=SYSTEM)
+    assert earlier.pk != latest.pk
+    assert selectors.audit_latest_verification(user=alice_developer) == latest
+
+
+def test_agent_may_neither_run_nor_read_a_stored_verification(agent_007):
+    with pytest.raises(PermissionDenied):
+        audit_verify_record(actor=agent_007)
+    with pytest.raises(PermissionDenied):
+        selectors.audit_latest_verification(user=agent_007)
+    assert not AuditVerification.objects.exists()
+
+
 # --- manage.py verify_audit -----------------------------------------------------------------------
 
 
@@ -472,7 +513,12 @@ def test_admin_verification_page_shows_the_result_to_staff(agent_007, admin_clie
     assert b"Broken at seq 1" in admin_client.get("/admin/audit/auditentry/verify/").content
 
 
-ADMIN_AUDIT_PAGES = ["/admin/audit/auditentry/", "/admin/audit/auditcheckpoint/", "/admin/audit/auditentry/verify/"]
+ADMIN_AUDIT_PAGES = [
+    "/admin/audit/auditentry/",
+    "/admin/audit/auditcheckpoint/",
+    "/admin/audit/auditverification/",
+    "/admin/audit/auditentry/verify/",
+]
 
 
 @pytest.mark.parametrize("page", ADMIN_AUDIT_PAGES)
