@@ -29,6 +29,7 @@ from audit.services import (
     audit_verify_record,
 )
 from audit.tasks import record_checkpoint, verify_chain
+from chat.services import chat_message_post
 from hol.actors import SYSTEM
 from hol.errors import PermissionDenied
 from tasks import services as task_services
@@ -234,6 +235,25 @@ def test_system_actions_are_recorded_as_the_system(agent_007):
         audit_record(actor=SYSTEM, action="worker.offline", target=worker, details={"reason": "silent"})
     entry = AuditEntry.objects.get()
     assert (entry.actor, entry.actor_type) == ("system", "system")
+
+
+def test_hol_posting_to_a_chat_is_recorded_as_the_system_with_no_sender(agent_007):
+    task, _ = task_services.task_create(
+        actor=agent_007, payload={"objective": "Fix it", "target": {"repo": "https://github.com/acme/shop"}}
+    )
+    message = chat_message_post(actor=SYSTEM, task_id=task.pk, content="work order requeued")
+    assert (message.sender, message.sender_type) == (None, "system")
+    entry = AuditEntry.objects.get(action=AuditAction.CHAT_MESSAGE_POSTED)
+    assert (entry.actor, entry.actor_type, entry.task_id) == ("system", "system", task.pk)
+
+
+def test_posting_to_a_chat_without_an_actor_is_refused(agent_007):
+    task, _ = task_services.task_create(
+        actor=agent_007, payload={"objective": "Fix it", "target": {"repo": "https://github.com/acme/shop"}}
+    )
+    with pytest.raises(TypeError, match="actor is required"):
+        chat_message_post(actor=None, task_id=task.pk, content="who am I")
+    assert not AuditEntry.objects.filter(action=AuditAction.CHAT_MESSAGE_POSTED).exists()
 
 
 def test_verification_reports_entries_not_yet_sealed(agent_007):
