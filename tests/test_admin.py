@@ -19,6 +19,12 @@ REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta
 SEARCHABLE = [(model, model_admin) for model, model_admin in REGISTERED if model_admin.search_fields]
 
 
+@pytest.fixture(autouse=True)
+def github_repos_allowed(settings):
+    """HOL denies every repository until HOL_ALLOWED_REPO_PREFIXES names some."""
+    settings.HOL_ALLOWED_REPO_PREFIXES = ["https://github.com/"]
+
+
 def changelist_url(model) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
 
@@ -37,7 +43,7 @@ def busy_hol(agent_007, alice_developer):
         "title": "Fix the flaky login test",
         "objective": "Make tests/test_login.py pass reliably",
         "target": {"repo": "https://github.com/acme/shop"},
-        "assigned_to": alice_developer,
+        "assigned_to": "alice_developer",
     }
     task, _ = task_services.task_create(actor=agent_007, payload=payload)
     queued, _ = task_services.task_create(actor=agent_007, payload={**payload, "title": "Write the changelog"})
