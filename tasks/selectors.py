@@ -13,9 +13,13 @@ from hol.errors import NotFound
 from tasks.models import RANK_PRIORITY, AgentSession, Execution, Task, Worker, WorkOrder
 
 
+def _signed_in(actor: Any) -> bool:
+    return actor is not None and actor.is_authenticated and actor.is_active
+
+
 def holds_a_role(actor: Any) -> bool:
     """A person (not an agent account) in one of the roles the approval policy names."""
-    if is_system(actor) or not actor.is_authenticated or not actor.is_active or is_agent(actor):
+    if is_system(actor) or not _signed_in(actor) or is_agent(actor):
         return False
     cached = getattr(actor, "_hol_holds_a_role", None)
     if cached is None:
@@ -30,7 +34,7 @@ def sees_every_task(actor: Any) -> bool:
     staff) read every task; an account with none of these reads none."""
     if is_system(actor):
         return True
-    if is_agent(actor):
+    if not _signed_in(actor) or is_agent(actor):
         return False
     return holds_a_role(actor) or actor.has_perm("tasks.view_task") or actor.has_perm("tasks.change_task")
 
@@ -38,12 +42,14 @@ def sees_every_task(actor: Any) -> bool:
 def tasks_visible_to(*, actor: Any) -> QuerySet[Task]:
     """An agent sees the tasks it submitted and those its workers hold or held (a requeued work
     order forgets its worker; the execution row remembers). Inputs may hold credentials, so an
-    account without a role sees nothing."""
+    account without a role sees only what it submitted itself."""
     qs = Task.objects.select_related("assigned_to", "created_by")
     if sees_every_task(actor):
         return qs
-    if not is_agent(actor):
+    if not _signed_in(actor):
         return qs.none()
+    if not is_agent(actor):
+        return qs.filter(created_by=actor)
     holds = WorkOrder.objects.filter(task=OuterRef("pk"), worker__user=actor)
     held = Execution.objects.filter(task=OuterRef("pk"), worker__user=actor)
     return qs.filter(Q(created_by=actor) | Exists(holds) | Exists(held))
@@ -56,6 +62,8 @@ def task_visible_to(*, actor: Any, task_id: Any) -> bool:
 def workers_visible_to(*, actor: Any) -> QuerySet[Worker]:
     """An agent account sees only its own workers; those who see every task see every worker."""
     qs = Worker.objects.select_related("user")
+    if not _signed_in(actor):
+        return qs.none()
     if is_agent(actor):
         return qs.filter(user=actor)
     return qs if sees_every_task(actor) else qs.none()
@@ -64,6 +72,8 @@ def workers_visible_to(*, actor: Any) -> QuerySet[Worker]:
 def sessions_visible_to(*, actor: Any) -> QuerySet[AgentSession]:
     """Sessions name the tasks they work on: the same people see them as see every task."""
     qs = AgentSession.objects.select_related("worker", "task")
+    if not _signed_in(actor):
+        return qs.none()
     if is_agent(actor):
         return qs.filter(worker__user=actor)
     return qs if sees_every_task(actor) else qs.none()

@@ -167,6 +167,12 @@ def test_account_without_a_role_sees_no_tasks(nina_no_role, task_of_007):
     assert client.get(f"/api/v1/tasks/{task_of_007}").status_code == 404
 
 
+def test_account_without_a_role_sees_the_tasks_it_submitted_itself(nina_no_role, task_of_007, new_task):
+    client = client_for(nina_no_role)
+    own = post_task(client, new_task()).json()["id"]
+    assert listed(client) == {own}
+
+
 def test_account_without_a_role_sees_no_sessions_or_workers(nina_no_role, as_agent_007):
     worker_id = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
     as_agent_007.post("/api/v1/sessions", {"session_id": "claude-1", "worker_id": worker_id}, format="json")
