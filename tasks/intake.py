@@ -62,6 +62,16 @@ def _check_git_name(value: str, *, what: str, code: str, max_length: int) -> Non
         raise ValidationFailed(f"{what} must not contain a '..' segment", code=code)
 
 
+def _check_repo(repo: str) -> None:
+    """A prefix check means nothing if the rest of the URL can climb out of it (`acme/../evil`)."""
+    if len(repo) > MAX_REPO_LENGTH:
+        raise ValidationFailed(f"target.repo is longer than {MAX_REPO_LENGTH} characters", code=REPO_NOT_ALLOWED)
+    if _CONTROL.search(repo) or re.search(r"\s", repo):
+        raise ValidationFailed("target.repo must not contain spaces or control characters", code=REPO_NOT_ALLOWED)
+    if ".." in re.split(r"[/\\:]", repo) or "%2e" in repo:
+        raise ValidationFailed("target.repo must not contain a '..' segment", code=REPO_NOT_ALLOWED)
+
+
 def _check_ref(ref: str) -> None:
     _check_git_name(ref, what="target.ref", code=INVALID_REF, max_length=MAX_REF_LENGTH)
     if ".." in ref:  # git reads `a..b` as a range, never as one ref
@@ -123,8 +133,7 @@ def check_intake(
     if not isinstance(repo, str) or not repo.strip():
         raise ValidationFailed("target.repo is required", code=REPO_NOT_ALLOWED)
     repo = normalize_repo(repo)
-    if len(repo) > MAX_REPO_LENGTH:
-        raise ValidationFailed(f"target.repo is longer than {MAX_REPO_LENGTH} characters", code=REPO_NOT_ALLOWED)
+    _check_repo(repo)
     prefixes = [p.strip().lower() for p in allowed_repo_prefixes if p.strip()]
     if not any(repo.startswith(prefix) for prefix in prefixes):
         if prefixes:

@@ -296,6 +296,21 @@ def test_with_no_allowed_prefixes_every_repo_is_refused_and_the_message_names_th
     assert "HOL_ALLOWED_REPO_PREFIXES" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "repo",
+    [
+        "https://github.com/acme/../evil/shop",
+        "https://github.com/acme/%2E%2E/evil/shop",
+        "https://github.com/acme/shop\nx",
+    ],
+)
+def test_repo_that_climbs_out_of_its_allowed_prefix_is_refused(as_agent_007, new_task, settings, repo):
+    settings.HOL_ALLOWED_REPO_PREFIXES = ["https://github.com/acme/"]
+    response = post_task(as_agent_007, new_task(target={"repo": repo}))
+    assert response.status_code == 422
+    assert response.json()["code"] == "REPO_NOT_ALLOWED"
+
+
 def test_hol_started_without_allowed_prefixes_allows_no_repository():
     env = {key: value for key, value in os.environ.items() if key != "HOL_ALLOWED_REPO_PREFIXES"}
     env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # reading settings must not start an embedded Redis
