@@ -122,10 +122,10 @@ def sessions_terminate_stale(*, now: datetime | None = None) -> int:
         Q(last_activity_at__lt=idle_cutoff) | Q(created_at__lt=age_cutoff)
     )
     handled = 0
-    for session_pk in list(stale.values_list("pk", flat=True)):
+    for agent_session_pk in list(stale.values_list("pk", flat=True)):
         with transaction.atomic():
             try:
-                session = get_locked(stale, session_pk, what="session", skip_locked=True)
+                session = get_locked(stale, agent_session_pk, what="session", skip_locked=True)
             except NotFound:
                 continue
             reason = "maximum age reached" if session.created_at < age_cutoff else "idle timeout"
