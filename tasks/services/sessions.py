@@ -85,14 +85,14 @@ def session_terminate(*, actor: User, agent_session_pk: UUID, reason: str = "ter
             AgentSession.objects.select_related("worker", "task"), agent_session_pk, what="session", of=("self",)
         )
         ensure_worker_owner_or_operator(actor, session.worker, permission="tasks.change_agentsession")
-        _terminate(actor=actor, session=session, reason=reason)
+        _terminate(actor=actor, session=session, reason=reason, now=timezone.now())
     return session
 
 
-def _terminate(*, actor: User, session: AgentSession, reason: str) -> None:
+def _terminate(*, actor: User, session: AgentSession, reason: str, now: datetime) -> None:
     ensure_transition(session.status, AgentSession.Status.TERMINATED, SESSION_TRANSITIONS, what="session")
     session.status = AgentSession.Status.TERMINATED
-    session.terminated_at = timezone.now()
+    session.terminated_at = now
     session.termination_reason = reason
     session.save(update_fields=["status", "terminated_at", "termination_reason"])
     audit_record(
@@ -129,6 +129,6 @@ def sessions_terminate_stale(*, now: datetime | None = None) -> int:
             except NotFound:
                 continue
             reason = "maximum age reached" if session.created_at < age_cutoff else "idle timeout"
-            _terminate(actor=SYSTEM, session=session, reason=reason)
+            _terminate(actor=SYSTEM, session=session, reason=reason, now=now)
             handled += 1
     return handled
