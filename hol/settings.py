@@ -218,7 +218,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- HOL domain knobs -----------------------------------------------------------------------------
 # Repos a task may target: comma-separated prefixes; empty denies every repo (fail closed).
-HOL_ALLOWED_REPO_PREFIXES = env_list("HOL_ALLOWED_REPO_PREFIXES", "https://github.com/,git@github.com:")
+HOL_ALLOWED_REPO_PREFIXES = env_list("HOL_ALLOWED_REPO_PREFIXES")
 HOL_INTAKE_ALLOW_NETWORK = env_bool("HOL_INTAKE_ALLOW_NETWORK", False)
 HOL_INTAKE_ALLOW_SECRETS = env_bool("HOL_INTAKE_ALLOW_SECRETS", False)
 # A claim holds its work order this long; every heartbeat of the worker extends it.

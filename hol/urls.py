@@ -9,7 +9,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
 from approvals.metrics import metrics_view
 from audit.api import AuditViewSet
-from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
+from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
 router.trailing_slash = "/?"  # both /api/v1/tasks and /api/v1/tasks/ answer
@@ -25,7 +25,6 @@ urlpatterns = [
     path("api/v1/auth/token", TokenObtainPairView.as_view(), name="token"),
     path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/v1/auth/token/verify", TokenVerifyView.as_view(), name="token-verify"),
-    path("api/v1/ping", PingView.as_view(), name="ping"),
     # An async view (the long-poll must hold no thread while it waits), ahead of the router.
     re_path(r"^api/v1/approvals/(?P<pk>[0-9a-fA-F-]{32,36})/?$", approval_detail, name="approval-detail"),
     path("api/v1/risk/assess", RiskAssessView.as_view(), name="risk-assess"),

@@ -1,52 +1,33 @@
 """Operators' view of tasks, work orders, workers, sessions and executions. Rows change only
-through services: admin actions call them; direct edits are off for queue state."""
+through services: admin actions call them, and each declares the model permission it needs, so
+a view-only staff account is not offered them (the services check the same rule again)."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from hol.errors import DomainError
+from hol.admin import ReadOnlyAdmin, ReadOnlyInline, run_on_each
 from tasks import services as task_services
 from tasks.models import AgentSession, Execution, Task, Worker, WorkOrder
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
+class OperatedAdmin(ReadOnlyAdmin):
+    """Read-only pages whose actions need the model's `change` permission. `has_change_permission`
+    stays False (no edit form); actions ask for `operate` instead."""
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def has_operate_permission(self, request) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
-def _run_each(modeladmin, request, queryset, call, done: str) -> None:
-    ok = 0
-    for obj in queryset:
-        try:
-            call(obj)
-            ok += 1
-        except DomainError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
-    if ok:
-        modeladmin.message_user(request, f"{ok} {done}", messages.SUCCESS)
-
-
-class WorkOrderInline(admin.TabularInline):
+class WorkOrderInline(ReadOnlyInline):
     model = WorkOrder
     fields = ("status", "worker", "priority", "retry_count", "enqueued_at", "claimed_at", "completed_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Task)
-class TaskAdmin(ReadOnlyAdmin):
+class TaskAdmin(OperatedAdmin):
     list_display = ("title", "status", "priority", "operation", "task_type", "target_repo", "assigned_to", "created_at")
     list_filter = ("status", "priority", "operation", "task_type", "created_at")
     search_fields = ("title", "objective", "target_repo", "idempotency_key", "id")
@@ -54,21 +35,21 @@ class TaskAdmin(ReadOnlyAdmin):
     inlines = [WorkOrderInline]
     actions = ["cancel_tasks", "enqueue_tasks"]
 
-    @admin.action(description="Cancel selected tasks")
+    @admin.action(description="Cancel selected tasks", permissions=["operate"])
     def cancel_tasks(self, request, queryset) -> None:
-        _run_each(
+        run_on_each(
             self,
             request,
             queryset,
             lambda task: task_services.task_update(
-                actor=request.user, task_id=task.pk, changes={"status": "cancelled"}
+                actor=request.user, task_id=task.pk, changes={"status": Task.Status.CANCELLED}
             ),
             "tasks cancelled",
         )
 
-    @admin.action(description="Enqueue selected tasks")
+    @admin.action(description="Enqueue selected tasks", permissions=["operate"])
     def enqueue_tasks(self, request, queryset) -> None:
-        _run_each(
+        run_on_each(
             self,
             request,
             queryset,
@@ -86,15 +67,15 @@ class WorkOrderAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnlyAdmin):
+class WorkerAdmin(OperatedAdmin):
     list_display = ("name", "user", "status", "last_heartbeat_at", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "user__username", "id")
     actions = ["deregister_workers"]
 
-    @admin.action(description="Deregister selected workers (requeue their work)")
+    @admin.action(description="Deregister selected workers (requeue their work)", permissions=["operate"])
     def deregister_workers(self, request, queryset) -> None:
-        _run_each(
+        run_on_each(
             self,
             request,
             queryset,
@@ -104,20 +85,22 @@ class WorkerAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AgentSession)
-class AgentSessionAdmin(ReadOnlyAdmin):
+class AgentSessionAdmin(OperatedAdmin):
     list_display = ("session_id", "worker", "task", "status", "last_activity_at", "created_at", "terminated_at")
     list_filter = ("status",)
     search_fields = ("session_id", "worker__name", "task__title")
     actions = ["terminate_sessions"]
 
-    @admin.action(description="Terminate selected sessions")
+    @admin.action(description="Terminate selected sessions", permissions=["operate"])
     def terminate_sessions(self, request, queryset) -> None:
-        _run_each(
+        run_on_each(
             self,
             request,
             queryset,
             lambda session: task_services.session_terminate(
-                actor=request.user, session_pk=session.pk, reason=f"terminated by {request.user.get_username()}"
+                actor=request.user,
+                agent_session_pk=session.pk,
+                reason=f"terminated by {request.user.get_username()}",
             ),
             "sessions terminated",
         )

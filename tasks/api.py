@@ -8,7 +8,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from hol.api import validated
 from tasks import selectors
@@ -169,10 +168,10 @@ class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=SessionTerminateSerializer, responses=SessionSerializer)
     def destroy(self, request, pk=None):
+        data = validated(SessionTerminateSerializer, request.data)
         session = selectors.session_lookup(actor=request.user, key=pk)
-        reason = request.data.get("reason") if isinstance(request.data, dict) else None
         session = task_services.session_terminate(
-            actor=request.user, session_pk=session.pk, reason=reason or "terminated by agent"
+            actor=request.user, agent_session_pk=session.pk, reason=data["reason"]
         )
         return Response(SessionSerializer(session).data)
 
@@ -180,13 +179,5 @@ class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
         session = selectors.session_lookup(actor=request.user, key=pk)
-        session = task_services.session_heartbeat(actor=request.user, session_pk=session.pk)
+        session = task_services.session_heartbeat(actor=request.user, agent_session_pk=session.pk)
         return Response(SessionSerializer(session).data)
-
-
-class PingView(APIView):
-    """The HTTP floor of bench/claim.py: JWT authentication and nothing else."""
-
-    @extend_schema(exclude=True)
-    def post(self, request):
-        return Response({"ok": True})

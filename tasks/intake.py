@@ -7,6 +7,8 @@ with one of the stable codes below. It reads settings but touches no database.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +21,67 @@ TIME_BUDGET_TOO_LOW = "TIME_BUDGET_TOO_LOW"
 TIME_BUDGET_TOO_HIGH = "TIME_BUDGET_TOO_HIGH"
 NETWORK_ACCESS_DENIED = "NETWORK_ACCESS_DENIED"
 SECRETS_ACCESS_DENIED = "SECRETS_ACCESS_DENIED"
+INVALID_REF = "INVALID_REF"
+INVALID_PATH = "INVALID_PATH"
+TOO_LARGE = "too_large"
 
 MIN_TIME_BUDGET = 30
 MAX_TIME_BUDGET = 86400
+MAX_FIELD_BYTES = 256 * 1024  # objective, description, inputs, metadata: each (SPEC §4)
+MAX_REPO_LENGTH = Task._meta.get_field("target_repo").max_length
+MAX_REF_LENGTH = Task._meta.get_field("target_ref").max_length
+MAX_PATH_LENGTH = Task._meta.get_field("target_path").max_length
+# Refs and paths reach git's command line: no control characters, no option-looking leading `-`.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def byte_size(value: Any) -> int:
+    """The size a field takes stored: UTF-8 bytes of text, or of JSON as serialised."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+SIZED_FIELDS = ("objective", "description", "inputs", "metadata")
+
+
+def check_sizes(data: dict[str, Any], *, fields: Sequence[str] = SIZED_FIELDS) -> None:
+    """400 `too_large` when one of `fields` exceeds MAX_FIELD_BYTES."""
+    for name in fields:
+        if name in data and data[name] is not None and byte_size(data[name]) > MAX_FIELD_BYTES:
+            raise BadRequest(f"{name} is larger than {MAX_FIELD_BYTES // 1024} KiB", code=TOO_LARGE)
+
+
+def _check_git_name(value: str, *, what: str, code: str, max_length: int) -> None:
+    if len(value) > max_length:
+        raise ValidationFailed(f"{what} is longer than {max_length} characters", code=code)
+    if _CONTROL.search(value):
+        raise ValidationFailed(f"{what} must not contain control characters", code=code)
+    if value.startswith("-"):
+        raise ValidationFailed(f"{what} must not start with '-'", code=code)
+    if ".." in re.split(r"[/\\]", value):
+        raise ValidationFailed(f"{what} must not contain a '..' segment", code=code)
+
+
+def _check_repo(repo: str) -> None:
+    """A prefix check means nothing if the rest of the URL can climb out of it (`acme/../evil`)."""
+    if len(repo) > MAX_REPO_LENGTH:
+        raise ValidationFailed(f"target.repo is longer than {MAX_REPO_LENGTH} characters", code=REPO_NOT_ALLOWED)
+    if _CONTROL.search(repo) or re.search(r"\s", repo):
+        raise ValidationFailed("target.repo must not contain spaces or control characters", code=REPO_NOT_ALLOWED)
+    if ".." in re.split(r"[/\\:]", repo) or "%2e" in repo:
+        raise ValidationFailed("target.repo must not contain a '..' segment", code=REPO_NOT_ALLOWED)
+
+
+def _check_ref(ref: str) -> None:
+    _check_git_name(ref, what="target.ref", code=INVALID_REF, max_length=MAX_REF_LENGTH)
+    if ".." in ref:  # git reads `a..b` as a range, never as one ref
+        raise ValidationFailed("target.ref must not contain '..'", code=INVALID_REF)
+
+
+def _check_path(path: str) -> None:
+    _check_git_name(path, what="target.path", code=INVALID_PATH, max_length=MAX_PATH_LENGTH)
+    if path.startswith(("/", "\\")):
+        raise ValidationFailed("target.path must be relative to the repository", code=INVALID_PATH)
 
 
 def normalize_repo(repo: str) -> str:
@@ -73,14 +133,21 @@ def check_intake(
     if not isinstance(repo, str) or not repo.strip():
         raise ValidationFailed("target.repo is required", code=REPO_NOT_ALLOWED)
     repo = normalize_repo(repo)
-    prefixes = [p.lower() for p in allowed_repo_prefixes]
+    _check_repo(repo)
+    prefixes = [p.strip().lower() for p in allowed_repo_prefixes if p.strip()]
     if not any(repo.startswith(prefix) for prefix in prefixes):
-        allowed = ", ".join(prefixes) if prefixes else "none are configured (HOL_ALLOWED_REPO_PREFIXES)"
-        raise ValidationFailed(f"repo {repo!r} is not allowed; allowed prefixes: {allowed}", code=REPO_NOT_ALLOWED)
+        if prefixes:
+            why = f"it does not start with a prefix in HOL_ALLOWED_REPO_PREFIXES ({', '.join(prefixes)})"
+        else:
+            why = "HOL_ALLOWED_REPO_PREFIXES is unset or empty, which denies every repository"
+        raise ValidationFailed(f"repo {repo!r} is not allowed: {why}", code=REPO_NOT_ALLOWED)
 
     ref, path = target.get("ref") or "main", target.get("path") or ""
     if not isinstance(ref, str) or not isinstance(path, str):
         raise BadRequest("target.ref and target.path must be strings", code="invalid")
+    ref, path = ref.strip(), path.strip()
+    _check_ref(ref)
+    _check_path(path)
 
     constraints = data.get("constraints") or {}
     if not isinstance(constraints, dict):
@@ -102,8 +169,8 @@ def check_intake(
     return {
         "operation": operation,
         "target_repo": repo,
-        "target_ref": ref.strip(),
-        "target_path": path.strip(),
+        "target_ref": ref,
+        "target_path": path,
         "time_budget_seconds": budget,
         "allow_network": wants_network,
         "allow_secrets": wants_secrets,

@@ -120,7 +120,7 @@ class AgentSession(models.Model):
     last_activity_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
-    termination_reason = models.CharField(max_length=200, blank=True, default="")
+    termination_reason = models.CharField(max_length=1024, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -183,7 +183,8 @@ class Execution(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="executions")
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="executions")
     worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
-    session = models.ForeignKey(
+    # Not `session`: `session_id` is the agent's own session string (AgentSession.session_id).
+    agent_session = models.ForeignKey(
         AgentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
     )
     attempt = models.PositiveIntegerField()

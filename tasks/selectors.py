@@ -5,27 +5,78 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from hol.actors import is_agent
+from approvals.policy import current_policy
+from hol.actors import AGENT_GROUP, is_agent, is_system
 from hol.errors import NotFound
-from tasks.models import RANK_PRIORITY, AgentSession, Task, Worker, WorkOrder
+from tasks.models import RANK_PRIORITY, AgentSession, Execution, Task, Worker, WorkOrder
+
+
+def _signed_in(actor: Any) -> bool:
+    return actor is not None and actor.is_authenticated and actor.is_active
+
+
+def holds_a_role(actor: Any) -> bool:
+    """A person (not an agent account) in one of the roles the approval policy names."""
+    if is_system(actor) or not _signed_in(actor) or is_agent(actor):
+        return False
+    cached = getattr(actor, "_hol_holds_a_role", None)
+    if cached is None:
+        roles = [name for name in current_policy().roles if name != AGENT_GROUP]
+        cached = actor.groups.filter(name__in=roles).exists()
+        actor._hol_holds_a_role = cached
+    return cached
+
+
+def sees_every_task(actor: Any) -> bool:
+    """HOL itself, people with a role, and accounts given the model permission (e.g. view-only
+    staff) read every task; an account with none of these reads none."""
+    if is_system(actor):
+        return True
+    if not _signed_in(actor) or is_agent(actor):
+        return False
+    return holds_a_role(actor) or actor.has_perm("tasks.view_task") or actor.has_perm("tasks.change_task")
 
 
 def tasks_visible_to(*, actor: Any) -> QuerySet[Task]:
-    """Every signed-in account may read tasks: agents need the ones they work on."""
-    return Task.objects.select_related("assigned_to", "created_by")
+    """An agent sees the tasks it submitted and those its workers hold or held (a requeued work
+    order forgets its worker; the execution row remembers). Inputs may hold credentials, so an
+    account without a role sees only what it submitted itself."""
+    qs = Task.objects.select_related("assigned_to", "created_by")
+    if sees_every_task(actor):
+        return qs
+    if not _signed_in(actor):
+        return qs.none()
+    if not is_agent(actor):
+        return qs.filter(created_by=actor)
+    holds = WorkOrder.objects.filter(task=OuterRef("pk"), worker__user=actor)
+    held = Execution.objects.filter(task=OuterRef("pk"), worker__user=actor)
+    return qs.filter(Q(created_by=actor) | Exists(holds) | Exists(held))
+
+
+def task_visible_to(*, actor: Any, task_id: Any) -> bool:
+    return tasks_visible_to(actor=actor).filter(pk=task_id).exists()
 
 
 def workers_visible_to(*, actor: Any) -> QuerySet[Worker]:
-    """An agent account sees only its own workers; people see all."""
+    """An agent account sees only its own workers; those who see every task see every worker."""
     qs = Worker.objects.select_related("user")
-    return qs.filter(user=actor) if is_agent(actor) else qs
+    if not _signed_in(actor):
+        return qs.none()
+    if is_agent(actor):
+        return qs.filter(user=actor)
+    return qs if sees_every_task(actor) else qs.none()
 
 
 def sessions_visible_to(*, actor: Any) -> QuerySet[AgentSession]:
+    """Sessions name the tasks they work on: the same people see them as see every task."""
     qs = AgentSession.objects.select_related("worker", "task")
-    return qs.filter(worker__user=actor) if is_agent(actor) else qs
+    if not _signed_in(actor):
+        return qs.none()
+    if is_agent(actor):
+        return qs.filter(worker__user=actor)
+    return qs if sees_every_task(actor) else qs.none()
 
 
 def session_lookup(*, actor: Any, key: str) -> AgentSession:

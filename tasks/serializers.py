@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from tasks.intake import apply_aliases
 from tasks.models import AgentSession, Execution, Priority, Task, Worker, WorkOrder
+from tasks.services.sessions import MAX_REASON_BYTES
 
 
 class TargetSerializer(serializers.Serializer):
@@ -35,7 +35,10 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class RequestedBySerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["human", "agent", "system"])
+    """Accepted for compatibility; `kind` and `id` are always the signed-in account's, and only
+    `label` is kept from what the client sends."""
+
+    kind = serializers.ChoiceField(choices=["human", "agent", "system"], required=False)
     id = serializers.CharField(max_length=200, required=False, allow_blank=True)
     label = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
@@ -51,14 +54,18 @@ class TaskCreateSerializer(serializers.Serializer):
     operation = serializers.CharField(required=False, help_text="code_change | docs | analysis | ops")
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     requested_by = RequestedBySerializer(required=False)
-    assigned_to = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
+    assigned_to = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="username of an active person with a role",
     )
     target = serializers.DictField(help_text="{repo, ref (main), path ('')}")
     constraints = serializers.DictField(required=False, help_text="{time_budget_seconds, allow_network, allow_secrets}")
     inputs = serializers.JSONField(required=False)
     metadata = serializers.JSONField(required=False)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
     enqueue = serializers.BooleanField(required=False, default=False, help_text="also put it on the queue")
 
@@ -163,10 +170,14 @@ class SessionCreateSerializer(serializers.Serializer):
 
 
 class SessionTerminateSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=200, required=False, default="terminated by agent")
+    reason = serializers.CharField(
+        max_length=MAX_REASON_BYTES, required=False, default="terminated by agent", help_text="at most 1 KiB of text"
+    )
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
+    session = serializers.PrimaryKeyRelatedField(source="agent_session", read_only=True)
+
     class Meta:
         model = Execution
         fields = [

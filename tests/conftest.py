@@ -107,3 +107,10 @@ def _seal_audit_inline(settings):
     holds a connection to the test database when it is dropped. Servers the tests start as
     subprocesses keep the default background sealer."""
     settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def github_repos_allowed(settings):
+    """HOL denies every repository until HOL_ALLOWED_REPO_PREFIXES names some; the suite's
+    tasks live on GitHub. Tests of the deny-all default set it back to empty."""
+    settings.HOL_ALLOWED_REPO_PREFIXES = ["https://github.com/"]

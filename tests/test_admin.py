@@ -37,7 +37,7 @@ def busy_hol(agent_007, alice_developer):
         "title": "Fix the flaky login test",
         "objective": "Make tests/test_login.py pass reliably",
         "target": {"repo": "https://github.com/acme/shop"},
-        "assigned_to": alice_developer,
+        "assigned_to": "alice_developer",
     }
     task, _ = task_services.task_create(actor=agent_007, payload=payload)
     queued, _ = task_services.task_create(actor=agent_007, payload={**payload, "title": "Write the changelog"})

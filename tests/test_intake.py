@@ -21,6 +21,7 @@ from tasks.intake import (
     check_intake,
 )
 from tasks.models import Task, WorkOrder
+from tests.conftest import client_for
 
 GITHUB = ["https://github.com/"]
 
@@ -367,10 +368,16 @@ def test_agent_cannot_patch_another_agents_task(as_agent_008, task_id):
     assert Task.objects.get(pk=task_id).title == "Fix the flaky login test"
 
 
-def test_human_may_patch_an_agents_task(as_alice, task_id):
-    response = as_alice.patch(f"/api/v1/tasks/{task_id}", {"priority": "high"}, format="json")
+def test_tech_lead_may_patch_an_agents_task(bob_tech_lead, task_id):
+    response = client_for(bob_tech_lead).patch(f"/api/v1/tasks/{task_id}", {"priority": "high"}, format="json")
     assert response.status_code == 200
-    assert AuditEntry.objects.filter(action="task.updated", target_id=task_id, actor="alice_developer").exists()
+    assert AuditEntry.objects.filter(action="task.updated", target_id=task_id, actor="bob_tech_lead").exists()
+
+
+def test_developer_may_not_patch_an_agents_task(as_alice, task_id):
+    response = as_alice.patch(f"/api/v1/tasks/{task_id}", {"priority": "high"}, format="json")
+    assert response.status_code == 403
+    assert Task.objects.get(pk=task_id).priority == "normal"
 
 
 def test_patch_of_a_malformed_task_id_is_404(as_agent_007):

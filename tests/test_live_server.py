@@ -48,6 +48,7 @@ def live_env(django_db_setup, django_db_blocker):
     data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
+    env["HOL_ALLOWED_REPO_PREFIXES"] = "https://github.com/"
     env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
     with django_db_blocker.unblock():
         vendor, settings_dict = connection.vendor, connection.settings_dict

@@ -11,6 +11,19 @@ from tasks.models import Task, Worker, WorkOrder
 
 User = AbstractBaseUser
 
+# Roles whose members run the queue for everyone: edit, cancel and enqueue any task, take any
+# worker out of service, end any session. The approval policy file says who may decide which
+# approvals, not who operates the queue, so the list lives here.
+TASK_MANAGER_ROLES = ("tech_lead", "devops_engineer")
+
+
+def is_operator(actor: User, permission: str) -> bool:
+    """A person in a task-manager role, or an account holding `permission` (admin-granted).
+    An agent account never operates on other accounts' work, whatever its groups."""
+    if is_agent(actor) or not actor.is_active:
+        return False
+    return actor.groups.filter(name__in=TASK_MANAGER_ROLES).exists() or actor.has_perm(permission)
+
 
 def ensure_worker_owner(actor: User, worker: Worker) -> None:
     """Only the agent account a worker belongs to may act as that worker."""
@@ -18,17 +31,21 @@ def ensure_worker_owner(actor: User, worker: Worker) -> None:
         raise PermissionDenied("this worker belongs to another account")
 
 
-def ensure_worker_owner_or_staff(actor: User, worker: Worker) -> None:
-    if actor.is_staff and not is_agent(actor):
+def ensure_worker_owner_or_operator(actor: User, worker: Worker, *, permission: str) -> None:
+    """The worker's own account, or an operator (see `is_operator`) holding `permission`."""
+    if is_system(actor) or worker.user_id == actor.pk or is_operator(actor, permission):
         return
-    ensure_worker_owner(actor, worker)
+    raise PermissionDenied("this worker belongs to another account")
 
 
 def ensure_can_manage_task(actor: User, task: Task) -> None:
-    """Humans manage any task; an agent account only the tasks it submitted."""
-    if is_system(actor) or not is_agent(actor) or task.created_by_id == actor.pk:
+    """The account that submitted the task, a person in a task-manager role, or an account with
+    the `tasks.change_task` permission."""
+    if is_system(actor) or task.created_by_id == actor.pk or is_operator(actor, "tasks.change_task"):
         return
-    raise PermissionDenied("agents may only change tasks they submitted")
+    raise PermissionDenied(
+        "only the task's submitter, a tech lead or devops engineer, or an account allowed to change tasks may manage it"
+    )
 
 
 def ensure_holder(actor: User, work_order: WorkOrder) -> None:

@@ -6,35 +6,63 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import actor_label, actor_type
 from hol.errors import BadRequest
 from hol.fetch import get_locked
 from hol.transitions import ensure_transition
-from tasks.intake import apply_aliases, check_intake
+from tasks.intake import apply_aliases, check_intake, check_sizes
 from tasks.models import Execution, Priority, Task, WorkOrder
-from tasks.services.permissions import (
-    ensure_can_manage_task,
-)
+from tasks.selectors import holds_a_role
+from tasks.services.permissions import ensure_can_manage_task
 from tasks.services.queue import _enqueue, _release_worker
-from tasks.services.transitions import TASK_TRANSITIONS
+from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
 
 User = AbstractBaseUser
+
+# One answer whatever the reason (unknown, inactive, an agent, no role), so the API cannot be
+# used to find out which usernames exist.
+ASSIGNEE_REFUSED = "assigned_to must be the username of an active person with a role"
+
+
+def _assignee(username: Any) -> User | None:
+    if username is None or username == "":
+        return None
+    user = None
+    if isinstance(username, str):
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None or not holds_a_role(user):
+        raise BadRequest(ASSIGNEE_REFUSED, code="invalid_assignee")
+    return user
+
+
+def _requested_by(actor: User, claimed: Any) -> dict[str, str]:
+    """Who asked is the signed-in account; what the client says about it is only a label."""
+    label = claimed.get("label") if isinstance(claimed, dict) else None
+    return {
+        "kind": actor_type(actor),
+        "id": "" if actor.pk is None else str(actor.pk),
+        "label": label or actor_label(actor),
+    }
 
 
 def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
     """Create a task through the intake gate. The same idempotency_key from the same submitter
-    returns the existing task (created=False) instead of a second one."""
+    returns the existing task (created=False) instead of a second one. `assigned_to` is a
+    username; `requested_by` is the actor, whatever the payload claims beyond a label."""
     data = apply_aliases(payload)
     key = data.get("idempotency_key") or None
     if key:
         existing = Task.objects.filter(created_by=actor, idempotency_key=key).first()
         if existing is not None:
             return existing, False
+    check_sizes(data)
     gated = check_intake(
         data,
         allowed_repo_prefixes=settings.HOL_ALLOWED_REPO_PREFIXES,
@@ -45,11 +73,7 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
     if not objective:
         raise BadRequest("objective is required", code="invalid")
     title = (data.get("title") or "").strip() or objective.splitlines()[0][:200]
-    requested_by = data.get("requested_by") or {
-        "kind": actor_type(actor),
-        "id": str(actor.pk),
-        "label": actor_label(actor),
-    }
+    assigned_to = _assignee(data.get("assigned_to"))
     try:
         with transaction.atomic():
             task = Task.objects.create(
@@ -58,9 +82,9 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
                 description=data.get("description", ""),
                 task_type=data.get("task_type", Task.Type.FEATURE),
                 priority=data.get("priority", Priority.NORMAL),
-                requested_by=requested_by,
+                requested_by=_requested_by(actor, data.get("requested_by")),
                 created_by=actor,
-                assigned_to=data.get("assigned_to"),
+                assigned_to=assigned_to,
                 inputs=data.get("inputs") or {},
                 metadata=data.get("metadata") or {},
                 tags=data.get("tags") or [],
@@ -69,7 +93,7 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
             )
             audit_record(
                 actor=actor,
-                action="task.created",
+                action=AuditAction.TASK_CREATED,
                 target=task,
                 task_id=task.pk,
                 details={"repo": task.target_repo, "operation": task.operation, "priority": task.priority},
@@ -91,7 +115,8 @@ TASK_EDITABLE = ("title", "description", "priority")
 
 def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
     """Edit title, description, priority; the only status a caller may set is `cancelled`,
-    which also cancels the task's active work orders."""
+    which also cancels the task's active work orders. Who may: see ensure_can_manage_task."""
+    check_sizes(changes, fields=("description",))
     with transaction.atomic():
         task = get_locked(Task.objects, task_id, what="task")
         ensure_can_manage_task(actor, task)
@@ -108,7 +133,7 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
             _cancel_active_work(actor=actor, task=task)
         if fields:
             task.save(update_fields=[*fields, "updated_at"])
-            action = "task.cancelled" if "status" in fields else "task.updated"
+            action = AuditAction.TASK_CANCELLED if "status" in fields else AuditAction.TASK_UPDATED
             audit_record(actor=actor, action=action, target=task, task_id=task.pk, details={"fields": fields})
     return task
 
@@ -116,6 +141,7 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
 def _cancel_active_work(*, actor: User, task: Task) -> None:
     now = timezone.now()
     for work_order in WorkOrder.objects.select_for_update().filter(task=task, status__in=WorkOrder.ACTIVE):
+        ensure_transition(work_order.status, WorkOrder.Status.CANCELLED, WORK_ORDER_TRANSITIONS, what="work order")
         was_held = work_order.status in WorkOrder.HELD
         work_order.status, work_order.completed_at, work_order.lease_expires_at = (
             WorkOrder.Status.CANCELLED,
@@ -128,4 +154,4 @@ def _cancel_active_work(*, actor: User, task: Task) -> None:
                 status=Execution.Status.FAILED, completed_at=now, output="cancelled"
             )
             _release_worker(work_order.worker_id)
-        audit_record(actor=actor, action="work_order.cancelled", target=work_order, task_id=task.pk)
+        audit_record(actor=actor, action=AuditAction.WORK_ORDER_CANCELLED, target=work_order, task_id=task.pk)

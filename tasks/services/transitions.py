@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.models import AgentSession, Task, WorkOrder
+from tasks.models import AgentSession, Task, Worker, WorkOrder
 
 TASK_TRANSITIONS = {
     Task.Status.QUEUED: {Task.Status.IN_PROGRESS, Task.Status.CANCELLED},
@@ -24,6 +24,13 @@ WORK_ORDER_TRANSITIONS = {
         WorkOrder.Status.QUEUED,
         WorkOrder.Status.CANCELLED,
     },
+}
+# A live worker reports any working status; only deregistering or a lapsed heartbeat takes it
+# offline, and any sign of life (heartbeat, claim) brings it back.
+_LIVE_WORKER = {Worker.Status.IDLE, Worker.Status.BUSY, Worker.Status.WAITING, Worker.Status.ERROR}
+WORKER_TRANSITIONS = {
+    **{status: (_LIVE_WORKER - {status}) | {Worker.Status.OFFLINE} for status in _LIVE_WORKER},
+    Worker.Status.OFFLINE: _LIVE_WORKER,
 }
 SESSION_TRANSITIONS = {
     AgentSession.Status.ACTIVE: {AgentSession.Status.IDLE, AgentSession.Status.TERMINATED},

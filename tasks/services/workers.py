@@ -1,4 +1,5 @@
-"""Workers: register, heartbeat (extends leases), deregister; silent ones go offline (Beat)."""
+"""Workers: register, heartbeat (extends leases), deregister; silent ones go offline (Beat).
+Every change of a worker's status goes through the WORKER_TRANSITIONS table and is audited."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import SYSTEM
+from hol.errors import NotFound
 from hol.fetch import get_locked
+from hol.transitions import ensure_transition
 from tasks.models import Worker, WorkOrder
-from tasks.services.permissions import (
-    ensure_worker_owner,
-    ensure_worker_owner_or_staff,
-)
+from tasks.services.permissions import ensure_worker_owner, ensure_worker_owner_or_operator
 from tasks.services.queue import _requeue_or_fail
+from tasks.services.transitions import WORKER_TRANSITIONS
 
 User = AbstractBaseUser
 
@@ -29,79 +31,76 @@ def worker_register(*, actor: User, name: str) -> Worker:
         worker = Worker.objects.create(
             name=name, user=actor, status=Worker.Status.IDLE, last_heartbeat_at=timezone.now()
         )
-        audit_record(actor=actor, action="worker.registered", target=worker, details={"name": name})
+        audit_record(actor=actor, action=AuditAction.WORKER_REGISTERED, target=worker, details={"name": name})
     return worker
 
 
 def worker_heartbeat(*, actor: User, worker_id: UUID, status: str | None = None) -> Worker:
     """Record that the worker is alive, optionally with its status, and extend the leases of
-    every work order it holds."""
+    every work order it holds. An offline worker that heartbeats comes back idle."""
     with transaction.atomic():
         worker = get_locked(Worker.objects, worker_id, what="worker")
         ensure_worker_owner(actor, worker)
         now = timezone.now()
-        previous = worker.status
-        if status is None and previous == Worker.Status.OFFLINE:
+        if status is None and worker.status == Worker.Status.OFFLINE:
             status = Worker.Status.IDLE
         worker.last_heartbeat_at = now
-        fields = ["last_heartbeat_at", "updated_at"]
-        if status is not None and status != previous:
-            worker.status = status
-            fields.append("status")
-        worker.save(update_fields=fields)
+        worker.save(update_fields=["last_heartbeat_at", "updated_at"])
+        if status is not None and status != worker.status:
+            _change_status(actor=actor, worker=worker, status=status, action=AuditAction.WORKER_STATUS_CHANGED)
         WorkOrder.objects.filter(worker=worker, status__in=WorkOrder.HELD).update(
             lease_expires_at=now + timedelta(seconds=settings.HOL_LEASE_SECONDS)
         )
-        if "status" in fields:
-            audit_record(
-                actor=actor,
-                action="worker.status_changed",
-                target=worker,
-                details={"from": previous, "to": worker.status},
-            )
     return worker
 
 
-def _worker_offline(*, actor: User, worker: Worker, action: str, reason: str) -> None:
-    worker.status = Worker.Status.OFFLINE
+def _change_status(*, actor: User, worker: Worker, status: str, action: AuditAction, reason: str | None = None) -> None:
+    """A locked worker takes `status`; the audit entry says from what, to what, and why."""
+    previous = worker.status
+    ensure_transition(previous, status, WORKER_TRANSITIONS, what="worker")
+    worker.status = status
     worker.save(update_fields=["status", "updated_at"])
-    audit_record(actor=actor, action=action, target=worker, details={"reason": reason})
+    details = {"from": previous, "to": status}
+    if reason is not None:
+        details["reason"] = reason
+    audit_record(actor=actor, action=action, target=worker, details=details)
+
+
+def _worker_offline(*, actor: User, worker: Worker, action: AuditAction, reason: str) -> None:
+    if worker.status != Worker.Status.OFFLINE:
+        _change_status(actor=actor, worker=worker, status=Worker.Status.OFFLINE, action=action, reason=reason)
     for work_order in WorkOrder.objects.select_for_update().filter(worker=worker, status__in=WorkOrder.HELD):
         _requeue_or_fail(actor=actor, work_order=work_order, error=reason, retryable=True)
 
 
 def worker_deregister(*, actor: User, worker_id: UUID) -> Worker:
-    """Take a worker out of service (its owner or staff): it goes offline and what it held is
-    requeued. The row stays, so its history remains readable."""
+    """Take a worker out of service (its owner, a task manager, or an account allowed to change
+    workers): it goes offline and what it held is requeued. The row stays, so its history
+    remains readable."""
     with transaction.atomic():
         worker = get_locked(Worker.objects, worker_id, what="worker")
-        ensure_worker_owner_or_staff(actor, worker)
+        ensure_worker_owner_or_operator(actor, worker, permission="tasks.change_worker")
         if worker.status == Worker.Status.OFFLINE and not worker.work_orders.filter(status__in=WorkOrder.HELD).exists():
             return worker
-        _worker_offline(actor=actor, worker=worker, action="worker.deregistered", reason="worker deregistered")
+        _worker_offline(
+            actor=actor, worker=worker, action=AuditAction.WORKER_DEREGISTERED, reason="worker deregistered"
+        )
     return worker
 
 
 def workers_mark_silent_offline(*, now: datetime | None = None) -> int:
-    """Beat: workers silent past HOL_WORKER_TIMEOUT_SECONDS go offline; their work is requeued."""
+    """Beat (acting as SYSTEM): workers silent past HOL_WORKER_TIMEOUT_SECONDS go offline and
+    their work is requeued. Workers another transaction holds are left for the next run."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HOL_WORKER_TIMEOUT_SECONDS)
-    silent = list(
-        Worker.objects.exclude(status=Worker.Status.OFFLINE)
-        .filter(last_heartbeat_at__lt=cutoff)
-        .values_list("pk", flat=True)
-    )
+    silent = Worker.objects.exclude(status=Worker.Status.OFFLINE).filter(last_heartbeat_at__lt=cutoff)
     handled = 0
-    for worker_id in silent:
+    for worker_id in list(silent.values_list("pk", flat=True)):
         with transaction.atomic():
-            worker = (
-                Worker.objects.select_for_update(skip_locked=True)
-                .exclude(status=Worker.Status.OFFLINE)
-                .filter(pk=worker_id, last_heartbeat_at__lt=cutoff)
-                .first()
-            )
-            if worker is None:
-                continue
-            _worker_offline(actor=SYSTEM, worker=worker, action="worker.offline", reason="heartbeat lapsed")
+            try:
+                worker = get_locked(silent, worker_id, what="worker", skip_locked=True)
+            except NotFound:
+                continue  # heartbeated, went offline, or is locked meanwhile
+            _worker_offline(actor=SYSTEM, worker=worker, action=AuditAction.WORKER_OFFLINE, reason="heartbeat lapsed")
             handled += 1
     return handled
