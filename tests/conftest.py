@@ -104,3 +104,24 @@ def _seal_audit_inline(settings):
     holds a connection to the test database when it is dropped. Servers the tests start as
     subprocesses keep the default background sealer."""
     settings.HOL_AUDIT_SEAL_DELAY_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """DRF throttles count in the cache; each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def celery_eager():
+    """Celery tasks dispatched during the test run in this process, at once."""
+    from hol.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -22,8 +22,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from approvals.broadcast import channel_name
-from approvals.services import approval_decide, approval_request_create
+from approvals.services import approval_decide, approval_request_create, channel_name
 from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.conftest import make_user
 
