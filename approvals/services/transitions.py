@@ -270,7 +270,7 @@ def approval_consume(
             raise Conflict("the action differs from the one approved; ask again", code="action_mismatch")
         if request.work_order_id is not None:
             work_order = get_locked(
-                WorkOrder.objects.select_related("worker"), request.work_order_id, what="work order"
+                WorkOrder.objects.select_related("worker"), request.work_order_id, what="work order", of=("self",)
             )
             if (
                 work_order.status not in WorkOrder.HELD
