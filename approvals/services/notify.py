@@ -82,7 +82,8 @@ def notify(
             "link": link(request),
         },
     }
-    transaction.on_commit(lambda: deliver_approval_notice.delay(**arguments))
+    # robust: a broker that is down is logged, and never turns a committed decision into an error.
+    transaction.on_commit(lambda: deliver_approval_notice.delay(**arguments), robust=True)
 
 
 def deliver(*, kind: str, message: str, recipient_ids: list[Any], channels: list[str], payload: dict) -> None:

@@ -213,8 +213,13 @@ def approval_expire_if_overdue(*, request_id: UUID | str, now: datetime | None =
 
 
 def _lock_due(pk: Any, **conditions: Any) -> ApprovalRequest | None:
+    """The row, locked, if it still meets the conditions and nobody else holds it (Beat passes over
+    a row a decision or another Beat run is working on)."""
     skip_locked = connection.features.has_select_for_update_skip_locked
-    return ApprovalRequest.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk, **conditions).first()
+    try:
+        return get_locked(ApprovalRequest.objects.filter(**conditions), pk, what=WHAT, skip_locked=skip_locked)
+    except NotFound:
+        return None
 
 
 def approvals_expire_overdue(*, now: datetime | None = None, among: QuerySet | None = None) -> int:
