@@ -78,9 +78,8 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
 
     def get_throttles(self):
-        if self.action == "create":
-            return [ApprovalRequestThrottle()]
-        return super().get_throttles()
+        throttles = super().get_throttles()
+        return [*throttles, ApprovalRequestThrottle()] if self.action == "create" else throttles
 
     def list(self, request, *args, **kwargs):
         # Overdue pending requests read as expired (and become so) before they are shown.
