@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -15,17 +17,18 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from approvals import selectors
 from approvals import services as approval_services
-from approvals.broadcast import channel_name
 from approvals.models import ApprovalRequest
 from approvals.policy import current_policy
 from approvals.serializers import (
@@ -36,8 +39,9 @@ from approvals.serializers import (
     CancelInputSerializer,
     DecisionInputSerializer,
 )
+from approvals.services import channel_name
 from hol.api import validated
-from hol.errors import BadRequest, DomainError
+from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -54,6 +58,16 @@ class ApprovalFilter(django_filters.FilterSet):
         ]  # fmt: skip
 
 
+class ApprovalRequestThrottle(UserRateThrottle):
+    """Approval requests per account and minute (HOL_APPROVAL_RATE_PER_MINUTE, default 30): an
+    agent in a loop cannot flood the approvers' inboxes. Over the rate: 429 with Retry-After."""
+
+    scope = "approval_request"
+
+    def get_rate(self) -> str:
+        return f"{int(getattr(settings, 'HOL_APPROVAL_RATE_PER_MINUTE', 30))}/min"
+
+
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Approval requests an agent makes before a risky action, and the decisions on them."""
 
@@ -62,6 +76,15 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        return [*throttles, ApprovalRequestThrottle()] if self.action == "create" else throttles
+
+    def list(self, request, *args, **kwargs):
+        # Overdue pending requests read as expired (and become so) before they are shown.
+        approval_services.approvals_expire_overdue(among=self.filter_queryset(self.get_queryset()))
+        return super().list(request, *args, **kwargs)
 
     def _render(self, request: ApprovalRequest, code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
@@ -166,16 +189,6 @@ class RiskAssessView(APIView):
 # --- the long-poll read ---------------------------------------------------------------------------
 
 
-class _Unauthenticated(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def _error(code: str, message: str, status_code: int) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message}, status=status_code)
-
-
 def _release_connection() -> None:
     # Waiting agents must not pin database connections between reads; inside an outer
     # transaction (the test suite's), the connection is not ours to close.
@@ -189,30 +202,68 @@ def _authenticate(request: HttpRequest) -> Any:
         result = JWTAuthentication().authenticate(request)
     except drf_exceptions.AuthenticationFailed as exc:
         detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
-        raise _Unauthenticated(str(detail.get("code", "authentication_failed")), str(detail.get("detail"))) from None
+        raise Unauthenticated(
+            str(detail.get("detail")), code=str(detail.get("code", "authentication_failed"))
+        ) from None
     if result is not None:
         return result[0]
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return user
-    raise _Unauthenticated("not_authenticated", "Authentication credentials were not provided.")
+    raise Unauthenticated("Authentication credentials were not provided.")
 
 
-def _serialize(actor: Any, pk: str) -> dict:
-    return ApprovalRequestSerializer(selectors.approval_get(actor=actor, request_id=pk)).data
+@dataclass
+class _Seen:
+    """What one read of the request tells the waiting loop."""
+
+    body: dict
+    expires_at: datetime | None  # while pending: when it will read as expired
+    lease_worker_id: Any  # the caller's worker holding the linked work order, whose lease the wait extends
 
 
-def _read(actor: Any, pk: str) -> dict:
+def _serialize(actor: Any, pk: str) -> _Seen:
+    from tasks.models import WorkOrder
+
+    approval = selectors.approval_get(actor=actor, request_id=pk)
+    if approval.is_overdue(timezone.now()) and approval_services.approval_expire_if_overdue(request_id=approval.pk):
+        approval = selectors.approval_get(actor=actor, request_id=pk)
+    pending = approval.status == ApprovalRequest.Status.PENDING
+    worker_id = None
+    if pending and approval.work_order_id:
+        worker_id = (
+            WorkOrder.objects.filter(pk=approval.work_order_id, status__in=WorkOrder.HELD, worker__user_id=actor.pk)
+            .values_list("worker_id", flat=True)
+            .first()
+        )
+    return _Seen(ApprovalRequestSerializer(approval).data, approval.expires_at if pending else None, worker_id)
+
+
+def _read(actor: Any, pk: str) -> _Seen:
     try:
         return _serialize(actor, pk)
     finally:
         _release_connection()
 
 
-def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, dict]:
+def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, _Seen]:
     try:
         actor = _authenticate(request)
         return actor, _serialize(actor, pk)
+    finally:
+        _release_connection()
+
+
+def _extend_lease(actor: Any, worker_id: Any) -> bool:
+    """A heartbeat for the waiting agent's worker, so the work order it waits for is not requeued
+    while a person decides. False once it no longer may (the worker is gone or not the caller's)."""
+    from tasks import services as task_services
+
+    try:
+        task_services.worker_heartbeat(actor=actor, worker_id=worker_id)
+        return True
+    except DomainError:
+        return False
     finally:
         _release_connection()
 
@@ -229,17 +280,25 @@ def _wait_seconds(raw: str | None) -> float:
     return min(wait, float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS))
 
 
+def _error(exc: DomainError) -> JsonResponse:
+    return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
+
+
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
     (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. The wait is a Redis pub/sub subscription on
     the event loop: the row is read once at the start and once per wake-up, each read on a
-    connection that is closed right after."""
+    connection that is closed right after. A request that reaches its deadline during the wait is
+    read again, and so answers `expired`. When the request names a work order the caller's worker
+    holds, the wait heartbeats that worker every HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10),
+    so the lease outlives the wait."""
     if request.method != "GET":
-        return _error("method_not_allowed", f'Method "{request.method}" not allowed.', 405)
+        return JsonResponse(error_body("method_not_allowed", f'Method "{request.method}" not allowed.'), status=405)
     try:
         wait = _wait_seconds(request.GET.get("wait"))
     except DomainError as exc:
-        return _error(exc.code, exc.message, exc.status_code)
+        return _error(exc)
+    heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
     client = pubsub = None
     try:
         if wait > 0:
@@ -247,23 +306,31 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
             client = aioredis.from_url(settings.REDIS_URL)
             pubsub = client.pubsub()
             await pubsub.subscribe(channel_name(pk))
-        actor, body = await sync_to_async(_authenticate_and_read)(request, pk)
+        actor, seen = await sync_to_async(_authenticate_and_read)(request, pk)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while pubsub is not None and body["status"] == ApprovalRequest.Status.PENDING:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+        next_heartbeat = loop.time()
+        while pubsub is not None and seen.body["status"] == ApprovalRequest.Status.PENDING:
+            now = loop.time()
+            if now >= deadline:
                 break
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
-            if message is not None:
-                body = await sync_to_async(_read)(actor, pk)
-    except _Unauthenticated as exc:
-        return _error(exc.code, exc.message, 401)
+            if seen.lease_worker_id is not None and now >= next_heartbeat:
+                if not await sync_to_async(_extend_lease)(actor, seen.lease_worker_id):
+                    seen.lease_worker_id = None
+                next_heartbeat = now + heartbeat_every
+            wake_at = deadline
+            if seen.expires_at is not None:
+                wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
+            if seen.lease_worker_id is not None:
+                wake_at = min(wake_at, next_heartbeat)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=max(0.0, wake_at - now))
+            if message is not None or (seen.expires_at is not None and seen.expires_at <= timezone.now()):
+                seen = await sync_to_async(_read)(actor, pk)
     except DomainError as exc:
-        return _error(exc.code, exc.message, exc.status_code)
+        return _error(exc)
     finally:
         if pubsub is not None:
             await pubsub.aclose()
         if client is not None:
             await client.aclose()
-    return JsonResponse(body, encoder=DjangoJSONEncoder)
+    return JsonResponse(seen.body, encoder=DjangoJSONEncoder)

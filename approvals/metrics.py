@@ -2,20 +2,24 @@
 status, time to decision by risk level, queue depth, claims and failures.
 
 Every figure is read from the database at scrape time, so all daphne processes answer the same
-numbers (per-process counters would each see only their own share of the traffic)."""
+numbers (per-process counters would each see only their own share of the traffic). Scrapers
+authenticate with HOL_METRICS_TOKEN; people with a staff session."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Count, F, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from approvals.models import ApprovalRequest, RiskLevel
+from hol.errors import error_body
 
 DECISION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200)  # seconds
 
@@ -99,5 +103,30 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(HolCollector())
 
 
+def _refusal(request: HttpRequest) -> JsonResponse | None:
+    """The scraper presents HOL_METRICS_TOKEN as a bearer token (compared in constant time), or a
+    staff member is signed in. Without a configured token only staff get in: the figures name
+    nobody, but they describe the queue and the approvers' workload to whoever asks."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, presented = header.partition(" ")
+        expected = getattr(settings, "HOL_METRICS_TOKEN", "") or ""
+        if scheme.lower() == "bearer" and expected and hmac.compare_digest(presented.encode(), expected.encode()):
+            return None
+        return JsonResponse(error_body("invalid_token", "the metrics token is not valid"), status=403)
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        body = error_body("not_authenticated", "metrics need HOL_METRICS_TOKEN as a bearer token or a staff session")
+        response = JsonResponse(body, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if not user.is_staff:
+        return JsonResponse(error_body("permission_denied", "metrics are for staff"), status=403)
+    return None
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

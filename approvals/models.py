@@ -4,7 +4,7 @@ Written only by approvals.services."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -36,7 +36,8 @@ class ApprovalRequest(models.Model):
     work_order = models.ForeignKey(
         "tasks.WorkOrder", null=True, blank=True, on_delete=models.SET_NULL, related_name="approval_requests"
     )
-    session = models.ForeignKey(
+    # The agent's session (AgentSession); its own `session_id` string is a field of that row.
+    agent_session = models.ForeignKey(
         "tasks.AgentSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="approval_requests"
     )
     requested_by = models.ForeignKey(
@@ -71,8 +72,8 @@ class ApprovalRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
-    # Pending: when it expires. Approved: until when it may be consumed.
-    expires_at = models.DateTimeField()
+    expires_at = models.DateTimeField()  # the decision deadline: pending after it reads as expired
+    consume_by = models.DateTimeField(null=True, blank=True)  # approved: the end of the window to use it
     consumed_at = models.DateTimeField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
 
@@ -94,6 +95,10 @@ class ApprovalRequest(models.Model):
         if self.status != self.Status.PENDING:
             return None
         return max(self.expires_at - timezone.now(), timedelta(0))
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Pending past its decision deadline: it reads, and soon is, expired."""
+        return self.status == self.Status.PENDING and self.expires_at <= now
 
     @property
     def approvals_count(self) -> int:

@@ -55,9 +55,25 @@ class ApprovalCreateSerializer(ActionSerializer):
     workflow_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     thread_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     checkpoint_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    task_id = serializers.UUIDField(required=False, allow_null=True)
-    work_order_id = serializers.UUIDField(required=False, allow_null=True)
-    session_id = serializers.UUIDField(required=False, allow_null=True)
+    task_id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="A task you submitted or hold a work order of."
+    )
+    work_order_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="A work order your worker holds; using the approval later needs it still held.",
+    )
+    session_id = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text=(
+            "The agent session this request comes from: the agent's own session id (the `session_id` "
+            "it registered with POST /api/v1/sessions, e.g. a Claude Code session id) or HOL's id of "
+            "that session. It must be a session of your own worker."
+        ),
+    )
     agent_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     action_impact = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
     security_context = serializers.DictField(required=False, default=dict)
@@ -68,6 +84,16 @@ class ApprovalCreateSerializer(ActionSerializer):
 
 class DecisionInputSerializer(serializers.Serializer):
     justification = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    reason = serializers.CharField(
+        max_length=10_000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="For a rejection: why (required; `justification` is accepted too).",
+    )
+
+    def validate(self, data: dict) -> dict:
+        return {"justification": data["justification"] or data["reason"]}
 
 
 class CancelInputSerializer(serializers.Serializer):
@@ -97,8 +123,8 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
             "id", "status", "risk_level", "risk_score", "risk_factors", "required_approvals", "approvals_count",
             "require_justification", "expires_at", "action_type", "resource_type", "operation", "environment",
             "action_details", "action_impact", "action_hash", "security_context", "workflow_id", "thread_id",
-            "checkpoint_id", "task", "work_order", "session", "requested_by", "agent_name", "assigned_role",
+            "checkpoint_id", "task", "work_order", "agent_session", "requested_by", "agent_name", "assigned_role",
             "assigned_to", "escalation_level", "approver", "approver_role", "approval_justification",
-            "rejection_reason", "decisions", "created_at", "updated_at", "decided_at", "consumed_at",
+            "rejection_reason", "decisions", "created_at", "updated_at", "decided_at", "consume_by", "consumed_at",
         ]  # fmt: skip
         read_only_fields = fields

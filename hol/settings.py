@@ -246,6 +246,12 @@ HOL_APPROVAL_EXPIRY_WARNING_SECONDS = env_int("HOL_APPROVAL_EXPIRY_WARNING_SECON
 # `webhook` (empty: none), and how long one POST may take.
 HOL_APPROVAL_WEBHOOK_URL = os.environ.get("HOL_APPROVAL_WEBHOOK_URL", "")
 HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 3))
+# Approval requests one account may make per minute (429 with Retry-After beyond).
+HOL_APPROVAL_RATE_PER_MINUTE = env_int("HOL_APPROVAL_RATE_PER_MINUTE", 30)
+# How often an agent long-polling an approval linked to its work order heartbeats its worker.
+HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS = env_int("HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10)
+# Bearer token a Prometheus scraper presents at /metrics (empty: staff sessions only).
+HOL_METRICS_TOKEN = os.environ.get("HOL_METRICS_TOKEN", "")
 # Where notification email goes: the console unless a real backend (SMTP settings) is configured.
 EMAIL_BACKEND = os.environ.get("HOL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")

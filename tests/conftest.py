@@ -114,3 +114,24 @@ def github_repos_allowed(settings):
     """HOL denies every repository until HOL_ALLOWED_REPO_PREFIXES names some; the suite's
     tasks live on GitHub. Tests of the deny-all default set it back to empty."""
     settings.HOL_ALLOWED_REPO_PREFIXES = ["https://github.com/"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """DRF throttles count in the cache; each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def celery_eager():
+    """Celery tasks dispatched during the test run in this process, at once."""
+    from hol.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

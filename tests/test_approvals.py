@@ -178,10 +178,11 @@ def test_nobody_approves_their_own_request(bob_tech_lead):
     assert response.json()["code"] == "self_approval"
 
 
-def test_nobody_approves_a_request_their_worker_made(as_agent_007, bob_tech_lead):
+def test_nobody_approves_a_request_their_worker_made(bob_tech_lead):
     worker = Worker.objects.create(name="bob-laptop", user=bob_tech_lead, last_heartbeat_at=timezone.now())
     session = AgentSession.objects.create(session_id="cc-1", worker=worker, last_activity_at=timezone.now())
-    request = ask(as_agent_007, MEDIUM, session_id=str(session.pk))
+    request = ask(client_for(bob_tech_lead), MEDIUM, session_id="cc-1")
+    assert request["agent_session"] == str(session.pk)
     response = client_for(bob_tech_lead).post(f"/api/v1/approvals/{request['id']}/approve", {}, format="json")
     assert response.status_code == 403
     assert response.json()["code"] == "self_approval"
@@ -236,7 +237,7 @@ def test_one_reject_rejects_a_critical_request_already_approved_once(as_agent_00
 
 def test_deciding_a_decided_request_is_a_409_and_changes_nothing(as_agent_007, bob_tech_lead, carol_devops):
     request = ask(as_agent_007, MEDIUM)
-    client_for(bob_tech_lead).post(f"/api/v1/approvals/{request['id']}/reject", {}, format="json")
+    client_for(bob_tech_lead).post(f"/api/v1/approvals/{request['id']}/reject", {"reason": "no"}, format="json")
     response = client_for(carol_devops).post(f"/api/v1/approvals/{request['id']}/approve", {}, format="json")
     assert response.status_code == 409
     assert response.json()["code"] == "not_pending"
@@ -346,7 +347,7 @@ def test_consuming_a_pending_or_someone_elses_approval_is_refused(as_agent_007, 
 
 def test_consuming_after_the_window_closed_is_refused(as_agent_007, bob_tech_lead):
     request = approved_high(as_agent_007, bob_tech_lead)
-    ApprovalRequest.objects.filter(pk=request["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    ApprovalRequest.objects.filter(pk=request["id"]).update(consume_by=timezone.now() - timedelta(seconds=1))
     response = as_agent_007.post(f"/api/v1/approvals/{request['id']}/consume", HIGH, format="json")
     assert (response.status_code, response.json()["code"]) == (409, "expired")
 
@@ -357,6 +358,7 @@ def test_an_auto_approved_low_request_can_be_consumed(as_agent_007):
 
 
 def test_metrics_expose_requests_by_risk_level_and_time_to_decision(as_agent_007, bob_tech_lead, client):
+    client.force_login(bob_tech_lead)
     ask(as_agent_007, LOW)
     request = ask(as_agent_007, MEDIUM)
     client_for(bob_tech_lead).post(f"/api/v1/approvals/{request['id']}/approve", {}, format="json")

@@ -18,9 +18,8 @@ from django.core import mail
 from django.utils import timezone
 
 from approvals import tasks as approval_tasks
-from approvals.broadcast import channel_name
 from approvals.models import ApprovalRequest
-from approvals.services import approval_decide, approval_request_create
+from approvals.services import approval_decide, approval_request_create, channel_name
 from audit.models import AuditEntry
 from notifications.models import Notification
 from tests.factories import make_user
@@ -123,7 +122,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook(settings):
+def webhook(settings, celery_eager):
     Receiver.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -166,7 +165,7 @@ def test_medium_risk_goes_to_email_but_not_the_webhook(
 
 
 def test_a_webhook_that_is_down_does_not_fail_the_request(
-    settings, agent_007, bob_tech_lead, django_capture_on_commit_callbacks
+    settings, celery_eager, agent_007, bob_tech_lead, django_capture_on_commit_callbacks
 ):
     settings.HOL_APPROVAL_WEBHOOK_URL = "http://127.0.0.1:9/nothing-listens-here"
     with django_capture_on_commit_callbacks(execute=True):

@@ -84,3 +84,43 @@ def test_clean_expired_expires_overdue_requests(agent_007):
     assert run("clean-expired").strip() == "expired: 1"
     request.refresh_from_db()
     assert request.status == "expired"
+
+
+def test_status_of_a_workflow_counts_lists_the_timeline_and_the_rejection_reasons(agent_007, bob_tech_lead):
+    deploy = approval_request_create(actor=agent_007, action=HIGH, workflow_id="release-42")
+    migrate = approval_request_create(actor=agent_007, action=MEDIUM, workflow_id="release-42")
+    approval_request_create(actor=agent_007, action=MEDIUM, workflow_id="another-workflow")
+    run("approve", str(deploy.pk), "--as", "bob_tech_lead", "-j", "tests green")
+    run("reject", str(migrate.pk), "--as", "bob_tech_lead", "--reason", "no down-migration")
+    lines = run("status", "--workflow", "release-42").splitlines()
+    assert lines[0] == "workflow release-42: 2 approval request(s)"
+    assert lines[1] == "by status: pending=0, approved=1, rejected=1, expired=0, cancelled=0"
+    timeline = [line.split()[1:3] for line in lines[3:7]]
+    assert timeline == [
+        [str(deploy.pk)[:8], "approval.requested"],
+        [str(migrate.pk)[:8], "approval.requested"],
+        [str(deploy.pk)[:8], "approval.approved"],
+        [str(migrate.pk)[:8], "approval.rejected"],
+    ]
+    assert lines[7:] == ["rejections:", f"  {str(migrate.pk)[:8]}  file/write: no down-migration"]
+
+
+def test_status_of_a_task_reports_its_requests_and_expires_overdue_ones(agent_007, bob_tech_lead):
+    from tasks.models import Task
+
+    task = Task.objects.create(
+        title="t", objective="o", target_repo="https://github.com/acme/shop", created_by=agent_007
+    )
+    request = approval_request_create(actor=agent_007, action=MEDIUM, task_id=task.pk)
+    approval_request_create(actor=agent_007, action=MEDIUM)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    lines = run("status", "--task", str(task.pk)).splitlines()
+    assert lines[0] == f"task {task.pk}: 1 approval request(s)"
+    assert lines[1] == "by status: pending=0, approved=0, rejected=0, expired=1, cancelled=0"
+    assert [line.split()[2] for line in lines[3:]] == ["approval.requested", "approval.expired"]
+    assert lines[-1].endswith("by system")
+
+
+def test_status_needs_a_request_a_workflow_or_a_task(db):
+    with pytest.raises(CommandError):
+        run("status")

@@ -201,3 +201,40 @@ def test_requests_made_at_once_never_overfill_an_approver(tmp_path):
         child.wait(10)
     assert assignees == ["bob_tech_lead", "carol_devops", "carol_devops", "erin_tech_lead"]
     assert ApprovalRequest.objects.filter(assigned_role="devops_engineer", escalation_level=1).count() == 2
+
+
+def read_overdue(request_id: str, start, results) -> None:
+    """Child process: a reader arriving at the same moment as the others."""
+    import traceback
+
+    from django.db import connections
+
+    try:
+        from approvals.services import approval_expire_if_overdue
+
+        start.wait(timeout=30)
+        results.put((approval_expire_if_overdue(request_id=request_id), None))
+    except BaseException:
+        results.put((None, traceback.format_exc()))
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_readers_of_an_overdue_request_at_once_expire_it_once():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.processes import run_forked
+
+    agent = make_user("agent_reader", "agent")
+    make_user("bob_tech_lead", "tech_lead")
+    request = approval_request_create(actor=agent, action={"action_type": "file", "operation": "write"})
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    reports = run_forked(read_overdue, [(str(request.pk),)] * 4, timeout=60)
+    assert [error for _, error in reports if error] == []
+    assert sorted(expired for expired, _ in reports) == [False, False, False, True]
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "expired"
+    assert AuditEntry.objects.filter(target_id=str(request.pk), action="approval.expired").count() == 1

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,11 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from approvals.broadcast import channel_name
-from approvals.services import approval_decide, approval_request_create
+from approvals.models import ApprovalRequest
+from approvals.services import approval_decide, approval_request_create, channel_name
 from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.factories import make_user
 
@@ -60,6 +62,15 @@ def test_wait_is_capped_by_the_setting(as_agent_007, agent_007, settings):
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 600})
     assert time.monotonic() - started < 2
     assert response.json()["status"] == "pending"
+
+
+def test_a_request_reaching_its_deadline_during_the_wait_answers_expired(as_agent_007, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + timedelta(seconds=0.5))
+    started = time.monotonic()
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 10})
+    assert time.monotonic() - started < 3
+    assert response.json()["status"] == "expired"
 
 
 def test_read_without_wait_answers_the_request(as_agent_007, agent_007):

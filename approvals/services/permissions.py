@@ -1,0 +1,125 @@
+"""Who may do what with an approval request: decide it (approve, reject, escalate), and which
+tasks, work orders and sessions an account may link to the requests it makes."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
+
+from approvals.models import ApprovalRequest
+from approvals.policy import Policy
+from hol.actors import is_agent, is_system
+from hol.errors import BadRequest, Conflict, PermissionDenied
+
+User = AbstractBaseUser
+Status = ApprovalRequest.Status
+DECIDE_PERMISSION = "approvals.decide_approvalrequest"
+
+
+def requesting_accounts(request: ApprovalRequest) -> set[Any]:
+    """The requester and the accounts owning the worker the request came from: none may decide."""
+    accounts = {request.requested_by_id}
+    if request.work_order_id and request.work_order.worker_id:
+        accounts.add(request.work_order.worker.user_id)
+    if request.agent_session_id:
+        accounts.add(request.agent_session.worker.user_id)
+    return accounts
+
+
+def _user_roles(user: User) -> set[str]:
+    return set(user.groups.values_list("name", flat=True))
+
+
+def ensure_may_decide(actor: User, request: ApprovalRequest, policy: Policy) -> str:
+    """Who may decide (approve, reject, escalate) a request: a person, not the requester or the
+    owner of the requesting worker, holding a role whose levels include the request's level (and
+    the level's `require_role`), with the object permission recorded for this request. An account
+    in the agent role never decides, whatever other roles it holds. Returns the role they decide
+    as (the most senior that qualifies)."""
+    if actor is None or is_system(actor) or not actor.is_authenticated:
+        raise PermissionDenied("a decision needs a signed-in approver", code="not_authenticated")
+    if is_agent(actor):
+        raise PermissionDenied("agents never decide approval requests", code="agents_cannot_decide")
+    if actor.pk in requesting_accounts(request):
+        raise PermissionDenied("nobody may decide a request they (or their worker) made", code="self_approval")
+    held = _user_roles(actor)
+    eligible = [role for role in policy.roles_for_level(request.risk_level) if role in held]
+    if not eligible:
+        required = policy.level(request.risk_level).require_role
+        if required and any(
+            request.risk_level in policy.roles[role].may_approve for role in held if role in policy.roles
+        ):
+            raise PermissionDenied(
+                f"{request.risk_level} requests must be decided by a {required}", code="role_required"
+            )
+        raise PermissionDenied(
+            f"your roles ({', '.join(sorted(held)) or 'none'}) may not decide {request.risk_level} requests",
+            code="role_cannot_decide",
+        )
+    if not actor.has_perm(DECIDE_PERMISSION, request):
+        raise PermissionDenied("you are not among those who may decide this request", code="not_eligible")
+    return max(eligible, key=policy.role_rank)
+
+
+def ensure_open(request: ApprovalRequest, now: datetime) -> None:
+    """A request is decided or escalated only while pending and before its decision deadline."""
+    if request.status != Status.PENDING:
+        raise Conflict(f"the request is {request.status}; it can no longer be decided", code="not_pending")
+    if request.expires_at <= now:
+        raise Conflict("the request expired; it can no longer be decided", code="expired")
+
+
+# --- what a request may link to -------------------------------------------------------------------
+
+
+def _find(model: type, pk: Any, what: str) -> Any:
+    try:
+        return model.objects.select_related(*_RELATED.get(what, ())).get(pk=pk)
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise BadRequest(f"{what} {pk} not found", code="invalid") from None
+
+
+_RELATED = {"work order": ("worker",), "session": ("worker",)}
+
+
+def _find_session(key: Any) -> Any:
+    """An agent session by the agent's own `session_id` string or by HOL's id."""
+    from tasks.models import AgentSession
+
+    condition = Q(session_id=str(key))
+    with contextlib.suppress(ValueError):
+        condition |= Q(pk=UUID(str(key)))
+    session = AgentSession.objects.select_related("worker").filter(condition).first()
+    if session is None:
+        raise BadRequest(f"session {key} not found", code="invalid")
+    return session
+
+
+def resolve_links(*, actor: User, task_id: Any, work_order_id: Any, session_id: Any) -> dict[str, Any]:
+    """The task, work order and agent session a request links to, each one the actor may link:
+    a work order its worker holds, a session of its worker, a task it submitted or holds work of
+    (people, who see every task, may link any task). Anything else is a 403, so an agent cannot
+    attach its request to another agent's work, nor borrow it to hide whose request it is."""
+    from tasks.models import Task, WorkOrder
+
+    task = _find(Task, task_id, "task") if task_id not in (None, "") else None
+    work_order = _find(WorkOrder, work_order_id, "work order") if work_order_id not in (None, "") else None
+    session = _find_session(session_id) if session_id not in (None, "") else None
+    if work_order is not None and not (
+        work_order.status in WorkOrder.HELD and work_order.worker is not None and work_order.worker.user_id == actor.pk
+    ):
+        raise PermissionDenied("you may only link a work order your worker holds", code="not_your_work_order")
+    if session is not None and session.worker.user_id != actor.pk:
+        raise PermissionDenied("you may only link a session of your own worker", code="not_your_session")
+    if task is not None and is_agent(actor):
+        holds_work = WorkOrder.objects.filter(task=task, worker__user=actor, status__in=WorkOrder.HELD).exists()
+        if task.created_by_id != actor.pk and not holds_work:
+            raise PermissionDenied("you may only link a task you submitted or work on", code="not_your_task")
+    if task is not None and work_order is not None and work_order.task_id != task.pk:
+        raise BadRequest("the work order belongs to another task", code="links_disagree")
+    return {"task": task, "work_order": work_order, "agent_session": session}
