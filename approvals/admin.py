@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from approvals import services as approval_services
 from approvals.models import ApprovalDecision, ApprovalRequest
@@ -28,6 +29,7 @@ from hol.actors import is_agent
 from hol.errors import DomainError
 
 TEXT_MAX_LENGTH = 4000  # a justification is a few sentences; the bound keeps rows and notifications small
+SUMMARY_MAX_CHARS = 40
 REASON_REQUIRED = "A reason is required to reject a request."
 
 
@@ -151,12 +153,12 @@ OUTCOME_FIELDS = (
 
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(admin.ModelAdmin):
-    # Narrow columns only: the list fits 1,400 px without scrolling sideways.
+    # Narrow columns only, and no navigation sidebar on this page: the list fits 1,400 px without
+    # scrolling sideways (the id is on the request's page and searchable).
     list_display = (
-        "short_id", "action_summary", "risk_display", "status_display", "assigned_display",
-        "time_left_display", "approvals_display", "agent_name", "created_display",
+        "action_summary", "risk_display", "status_display", "assigned_display", "approvals_display",
+        "time_left_display", "requested_by",
     )  # fmt: skip
-    list_display_links = ("short_id", "action_summary")
     list_filter = (PendingFilter, "status", "risk_level", "assigned_role", "environment")
     search_fields = ("id", "action_type", "operation", "environment", "agent_name", "workflow_id")
     ordering = ("expires_at",)
@@ -203,13 +205,12 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
     # --- columns and fields -----------------------------------------------------------------------
 
-    @admin.display(description="id")
-    def short_id(self, obj: ApprovalRequest) -> str:
-        return str(obj.pk)[:8]
-
     @admin.display(description="action")
     def action_summary(self, obj: ApprovalRequest) -> str:
-        return " ".join(part for part in (obj.action_type, obj.operation, obj.environment) if part)
+        # The agent chose these words: long ones are cut so they cannot push the list sideways.
+        return Truncator(" ".join(part for part in (obj.action_type, obj.operation, obj.environment) if part)).chars(
+            SUMMARY_MAX_CHARS
+        )
 
     @admin.display(description="risk", ordering="risk_score")
     def risk_display(self, obj: ApprovalRequest) -> str:
@@ -221,11 +222,12 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     def status_display(self, obj: ApprovalRequest) -> str:
         return format_html('<span class="hol-badge hol-status-{}">{}</span>', obj.status, obj.status)
 
-    @admin.display(description="assigned to", ordering="assigned_role")
+    @admin.display(description="waiting on", ordering="assigned_role")
     def assigned_display(self, obj: ApprovalRequest) -> str:
-        if obj.assigned_to_id:
-            return f"{obj.assigned_to.get_username()} ({obj.assigned_role})"
-        return f"any {obj.assigned_role}" if obj.assigned_role else "—"
+        if obj.status != ApprovalRequest.Status.PENDING or not obj.assigned_role:
+            return "—"
+        who = obj.assigned_to.get_username() if obj.assigned_to_id else "anyone"
+        return format_html('{} <span class="hol-muted">{}</span>', who, obj.assigned_role)
 
     @admin.display(description="time left", ordering="expires_at")
     def time_left_display(self, obj: ApprovalRequest) -> str:
@@ -234,10 +236,6 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     @admin.display(description="approvals")
     def approvals_display(self, obj: ApprovalRequest) -> str:
         return progress_in_words(obj)
-
-    @admin.display(description="created", ordering="created_at")
-    def created_display(self, obj: ApprovalRequest) -> str:
-        return timezone.localtime(obj.created_at).strftime("%d %b %H:%M")
 
     @admin.display(description="progress")
     def progress_display(self, obj: ApprovalRequest) -> str:
@@ -321,6 +319,10 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
     # --- the request's own page: the decision panel -----------------------------------------------
 
+    def changelist_view(self, request, extra_context=None):
+        context = {"title": "Approval requests", "is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
     def get_urls(self):
         decide = path(
             "<path:object_id>/decide/",
@@ -346,9 +348,11 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         )
         level = policy.level(obj.risk_level)
         role = policy.roles.get(obj.assigned_role)
-        if decided_by_me is not None:
+        if not pending:
+            why_not = _outcome_in_words(obj)
+        elif decided_by_me is not None:
             why_not = f"You {decided_by_me.decision}d this request; another approver must decide."
-        elif pending and not may_decide:
+        elif not may_decide:
             deciders = " or ".join(policy.roles_for_level(obj.risk_level)) or "nobody"
             why_not = f"You may not decide this request: {obj.risk_level} requests are decided by a {deciders}."
         else:
@@ -474,6 +478,18 @@ def _pretty_json(value) -> str:
     if not value:
         return "—"
     return format_html('<pre class="hol-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _outcome_in_words(request: ApprovalRequest) -> str:
+    """How a request that is no longer pending ended, for the top of its page."""
+    by = f" by {request.approver.get_username()} ({request.approver_role})" if request.approver_id else ""
+    if request.status == ApprovalRequest.Status.APPROVED:
+        return f"Approved{by or ' automatically'}."
+    if request.status == ApprovalRequest.Status.REJECTED:
+        return f"Rejected{by}: {request.rejection_reason}" if request.rejection_reason else f"Rejected{by}."
+    if request.status == ApprovalRequest.Status.EXPIRED:
+        return "Expired without a decision."
+    return "Withdrawn by its requester."
 
 
 def _outcome(decision: str, request: ApprovalRequest) -> str:
