@@ -410,3 +410,28 @@ def test_the_admin_is_titled_hol(bob_tech_lead):
     page = signed_in(bob_tech_lead).get("/admin/").content.decode()
     assert "<title>Human Operations Layer | HOL admin</title>" in page
     assert ">HOL</a>" in page
+
+
+def test_the_audit_trail_link_lists_the_requests_entries(agent_007, bob_tech_lead):
+    request = approval_request_create(actor=agent_007, action=ACTIONS["high"])
+    other = approval_request_create(actor=agent_007, action=ACTIONS["medium"])
+    client = signed_in(bob_tech_lead)
+    page = client.get(page_of(request)).content.decode()
+    url = reverse("admin:audit_auditentry_changelist") + f"?target_type=approvalrequest&amp;target_id={request.pk}"
+    assert f'href="{url}"' in page
+    trail = client.get(url.replace("&amp;", "&"))
+    assert {entry.target_id for entry in trail.context["cl"].result_list} == {str(request.pk)}
+    assert str(other.pk) not in trail.content.decode()
+
+
+def test_a_role_added_to_the_policy_gets_the_view_permissions(tmp_path, settings, db):
+    from approvals.roles import grant_role_view_permissions
+
+    document = yaml.safe_load(Path(settings.HOL_APPROVAL_POLICIES_FILE).read_text())
+    document["roles"]["sre"] = {"may_approve": ["low"], "escalates_to": None, "max_pending": 5}
+    path = tmp_path / "policies.yaml"
+    path.write_text(yaml.safe_dump(document))
+    settings.HOL_APPROVAL_POLICIES_FILE = path
+    grant_role_view_permissions()
+    sam = make_user("sam_sre", "sre", is_staff=True)
+    assert all(sam.has_perm(p) for p in ("tasks.view_task", "tasks.view_workorder", "audit.view_auditentry"))
