@@ -352,6 +352,8 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
             why_not = _outcome_in_words(obj)
         elif decided_by_me is not None:
             why_not = f"You {decided_by_me.decision}d this request; another approver must decide."
+        elif obj.requested_by_id == request.user.pk:
+            why_not = "You made this request; someone else must decide it."
         elif not may_decide:
             deciders = " or ".join(policy.roles_for_level(obj.risk_level)) or "nobody"
             why_not = f"You may not decide this request: {obj.risk_level} requests are decided by a {deciders}."
@@ -365,7 +367,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
             "hol_may_decide": may_decide,
             "hol_why_not": why_not,
             "hol_progress": progress_in_words(obj),
-            "hol_time_left": time_left_in_words(obj),
+            "hol_time_left": _deadline_in_words(obj),
             "hol_escalates_to": role.escalates_to if role else None,
             "hol_text_help": "Needed: " + " and ".join(needs) + ".",
             "hol_require_justification": level.require_justification,
@@ -478,6 +480,11 @@ def _pretty_json(value) -> str:
     if not value:
         return "—"
     return format_html('<pre class="hol-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _deadline_in_words(request: ApprovalRequest) -> str:
+    left = time_left_in_words(request)
+    return left if left == "overdue" else f"{left} left"
 
 
 def _outcome_in_words(request: ApprovalRequest) -> str:

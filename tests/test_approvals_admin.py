@@ -435,3 +435,22 @@ def test_a_role_added_to_the_policy_gets_the_view_permissions(tmp_path, settings
     grant_role_view_permissions()
     sam = make_user("sam_sre", "sre", is_staff=True)
     assert all(sam.has_perm(p) for p in ("tasks.view_task", "tasks.view_workorder", "audit.view_auditentry"))
+
+
+def test_an_overdue_request_page_says_overdue_and_offers_no_time(agent_007, bob_tech_lead):
+    request = approval_request_create(actor=agent_007, action=ACTIONS["high"])
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(minutes=5))
+    page = signed_in(bob_tech_lead).get(page_of(request)).content.decode()
+    assert '<span class="hol-fact" data-testid="time-left">overdue</span>' in page
+
+
+def test_the_requester_is_told_someone_else_must_decide(bob_tech_lead):
+    request = approval_request_create(actor=bob_tech_lead, action=ACTIONS["medium"])
+    page = signed_in(bob_tech_lead).get(page_of(request)).content.decode()
+    assert 'value="approve"' not in page
+    assert "You made this request; someone else must decide it." in page
+
+
+def test_a_decision_on_an_unknown_request_is_404(bob_tech_lead):
+    url = reverse("admin:approvals_approvalrequest_decide", args=["not-a-uuid"])
+    assert signed_in(bob_tech_lead).post(url, {"decision": "approve", "text": "x"}).status_code == 404
