@@ -4,6 +4,7 @@ request's page. The screenshots in docs/screenshots/ come from here."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def server(transactional_db, settings) -> Iterator[str]:
     live = LiveServer("localhost")
     yield live.url
     live.stop()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where screenshots go: the README's folder when asked (HOL_UPDATE_SCREENSHOTS=1), so that an
+    ordinary test run leaves the working tree clean."""
+    if os.environ.get("HOL_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path
 
 
 @pytest.fixture
@@ -121,42 +132,45 @@ def request_page(request: ApprovalRequest) -> str:
     return reverse("admin:approvals_approvalrequest_change", args=[request.pk])
 
 
-def test_the_approval_list_fits_1400_px_and_shows_progress_and_time_left(server, approvers, waiting_requests, browser):
+def test_the_approval_list_fits_1400_px_and_shows_progress_and_time_left(
+    server, approvers, waiting_requests, shots, browser
+):
     page = signed_in_page(browser, server, "carol_devops")
     page.get_by_role("link", name="Approval requests").click()
     expect(page.get_by_role("cell", name="0 of 2 approvals")).to_be_visible()
     expect(page.get_by_role("cell", name="1 h 59 min")).to_be_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "admin-approval-list.png")
+    page.screenshot(path=shots / "admin-approval-list.png")
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
     results = page.locator(".results")  # the admin scrolls a wide table inside this box
     assert results.evaluate("box => box.scrollWidth <= box.clientWidth")
 
 
-def test_a_tech_lead_approves_a_high_request_on_its_page(server, approvers, waiting_requests, browser):
+def test_a_tech_lead_approves_a_high_request_on_its_page(server, approvers, waiting_requests, shots, browser):
     request = waiting_requests["high"]
     page = signed_in_page(browser, server, "bob_tech_lead")
     page.goto(request_page(request))
     expect(page.get_by_test_id("progress")).to_have_text("0 of 1 approval")
     page.get_by_label("Justification or reason").fill("Canary plan and rollback checked with the on-call.")
-    page.screenshot(path=SCREENSHOTS / "admin-approval-request-before.png", full_page=True)
+    page.screenshot(path=shots / "admin-approval-request-before.png", full_page=True)
 
     page.get_by_role("button", name="Approve").click()
 
     expect(page.get_by_text("The request is approved.")).to_be_visible()
     expect(page.get_by_test_id("why-not")).to_have_text("Approved by bob_tech_lead (tech_lead).")
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-    page.screenshot(path=SCREENSHOTS / "admin-approval-request-after.png", full_page=True)
+    page.screenshot(path=shots / "admin-approval-request-after.png", full_page=True)
 
 
-def test_a_critical_request_shows_1_of_2_after_the_first_devops_engineer(server, approvers, waiting_requests, browser):
+def test_a_critical_request_shows_1_of_2_after_the_first_devops_engineer(
+    server, approvers, waiting_requests, shots, browser
+):
     request = waiting_requests["critical"]
     carol = signed_in_page(browser, server, "carol_devops")
     carol.goto(request_page(request))
     carol.get_by_label("Justification or reason").fill("Backup restored in staging this morning.")
     carol.get_by_role("button", name="Approve").click()
     expect(carol.get_by_text("another approver is needed")).to_be_visible()
-    carol.screenshot(path=SCREENSHOTS / "admin-approval-critical-1-of-2.png", full_page=True)
+    carol.screenshot(path=shots / "admin-approval-critical-1-of-2.png", full_page=True)
 
     dave = signed_in_page(browser, server, "dave_devops")
     dave.goto(request_page(request))
