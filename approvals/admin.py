@@ -1,28 +1,62 @@
-"""The approvers' admin (SPEC §6): pending requests with risk, time left and assigned role; approve,
-reject and escalate actions that ask for a justification on an intermediate page and call the same
-services as the API, so every rule (role, object permission, self-approval, justification,
-expiry, distinct approvers) holds here too."""
+"""The approvers' admin (SPEC §6). A request's own page shows what is asked, why it is risky, what
+it concerns and how far the decision has come, with Approve / Reject / Escalate buttons for those
+who may decide; the list keeps bulk actions. Every decision calls the same services as the API, so
+every rule (role, object permission, self-approval, justification, reason, expiry, distinct
+approvers) holds here too."""
 
 from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from approvals import services as approval_services
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import current_policy
+from approvals.selectors import approvals_decidable_by
 from hol.actors import is_agent
 from hol.errors import DomainError
 
+TEXT_MAX_LENGTH = 4000  # a justification is a few sentences; the bound keeps rows and notifications small
+SUMMARY_MAX_CHARS = 40
+REASON_REQUIRED = "A reason is required to reject a request."
 
-class JustificationForm(forms.Form):
-    justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        required=False,
-        help_text="Why. Required to approve high and critical requests.",
-    )
+
+def duration_in_words(delta: timedelta) -> str:
+    """`1 h 59 min` rather than `1:59:34.827639`; whole minutes, rounded down."""
+    minutes = int(delta.total_seconds()) // 60
+    if minutes < 1:
+        return "under 1 min"
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
+def time_left_in_words(request: ApprovalRequest, now: datetime | None = None) -> str:
+    if request.status != ApprovalRequest.Status.PENDING:
+        return "—"
+    left = request.expires_at - (now or timezone.now())
+    return "overdue" if left <= timedelta(0) else duration_in_words(left)
+
+
+def progress_in_words(request: ApprovalRequest) -> str:
+    noun = "approval" if request.required_approvals == 1 else "approvals"
+    return f"{request.approvals_count} of {request.required_approvals} {noun}"
 
 
 def is_approver(user) -> bool:
@@ -33,14 +67,52 @@ def is_approver(user) -> bool:
     return any(roles[name].may_approve for name in user.groups.values_list("name", flat=True) if name in roles)
 
 
+class JustificationForm(forms.Form):
+    """The bulk actions' second page: one text for every selected request."""
+
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        help_text="Why. Required to approve high and critical requests.",
+    )
+
+
+class ReasonForm(JustificationForm):
+    justification = forms.CharField(
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        max_length=TEXT_MAX_LENGTH,
+        error_messages={"required": REASON_REQUIRED},
+        help_text="Why not. The agent and the audit trail see it.",
+    )
+
+
+class DecisionForm(forms.Form):
+    """The buttons on a request's page: which decision, and the words that go with it."""
+
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject"), ("escalate", "escalate")])
+    text = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, strip=True)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("decision") == "reject" and not cleaned.get("text"):
+            raise forms.ValidationError(REASON_REQUIRED, code="reason_required")
+        return cleaned
+
+
 class DecisionInline(admin.TabularInline):
     model = ApprovalDecision
     fields = ("approver", "role", "decision", "justification", "created_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
+    verbose_name_plural = "decisions so far"
 
     def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
     def has_view_permission(self, request, obj=None) -> bool:
@@ -56,27 +128,60 @@ class PendingFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "me":
-            from approvals.selectors import approvals_decidable_by
-
             return queryset.filter(pk__in=approvals_decidable_by(actor=request.user).values("pk"))
         return queryset
 
 
+# The request's page, top to bottom: where the decision stands, what is asked, what it concerns.
+DECISION_FIELDS = (
+    "status_display", "progress_display", "time_left_display", "assigned_display", "escalation_level",
+    "require_justification",
+)  # fmt: skip
+ACTION_FIELDS = (
+    "action_summary", "risk_display", "risk_factors_display", "action_details_display", "action_impact",
+    "security_context_display", "action_hash",
+)  # fmt: skip
+CONCERNS_FIELDS = (
+    "task_display", "work_order_display", "session_display", "agent_name", "requested_by", "workflow_id",
+    "thread_id", "checkpoint_id", "audit_trail_display",
+)  # fmt: skip
+OUTCOME_FIELDS = (
+    "approver", "approver_role", "approval_justification", "rejection_reason", "created_at", "decided_at",
+    "expires_at", "consumed_at",
+)  # fmt: skip
+
+
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(admin.ModelAdmin):
+    # Narrow columns only, and no navigation sidebar on this page: the list fits 1,400 px without
+    # scrolling sideways (the id is on the request's page and searchable).
     list_display = (
-        "short_id", "action_summary", "risk_level", "risk_score", "status", "assigned_role", "assigned_to",
-        "time_left_display", "approvals_display", "requested_by", "created_at",
+        "action_summary", "risk_display", "status_display", "assigned_display", "approvals_display",
+        "time_left_display", "requested_by",
     )  # fmt: skip
     list_filter = (PendingFilter, "status", "risk_level", "assigned_role", "environment")
     search_fields = ("id", "action_type", "operation", "environment", "agent_name", "workflow_id")
     ordering = ("expires_at",)
     inlines = [DecisionInline]
     actions = ["approve_selected", "reject_selected", "escalate_selected"]
-    readonly_fields = [field.name for field in ApprovalRequest._meta.fields]
+    fieldsets = (
+        ("Decision", {"fields": DECISION_FIELDS}),
+        ("What the agent asks to do", {"fields": ACTION_FIELDS}),
+        ("What it concerns", {"fields": CONCERNS_FIELDS}),
+        ("Outcome", {"fields": OUTCOME_FIELDS}),
+    )
+    readonly_fields = [*DECISION_FIELDS, *ACTION_FIELDS, *CONCERNS_FIELDS, *OUTCOME_FIELDS]
+
+    class Media:
+        css = {"all": ["approvals/admin.css"]}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("requested_by", "assigned_to").prefetch_related("decisions")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("requested_by", "assigned_to", "approver", "task", "work_order__worker", "session")
+            .prefetch_related("decisions__approver")
+        )
 
     # Rows change only through services; approvers (role holders, staff) may look and decide.
     def has_add_permission(self, request) -> bool:
@@ -94,34 +199,220 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     def has_module_permission(self, request) -> bool:
         return is_approver(request.user) or super().has_module_permission(request)
 
-    def has_decide_permission(self, request) -> bool:
+    def has_decide_permission(self, request, obj=None) -> bool:
+        """Who is offered decisions at all; the service still checks each request."""
         return is_approver(request.user)
 
-    @admin.display(description="id")
-    def short_id(self, obj: ApprovalRequest) -> str:
-        return str(obj.pk)[:8]
+    # --- columns and fields -----------------------------------------------------------------------
 
     @admin.display(description="action")
     def action_summary(self, obj: ApprovalRequest) -> str:
-        return " ".join(part for part in (obj.action_type, obj.operation, obj.environment) if part)
+        # The agent chose these words: long ones are cut so they cannot push the list sideways.
+        return Truncator(" ".join(part for part in (obj.action_type, obj.operation, obj.environment) if part)).chars(
+            SUMMARY_MAX_CHARS
+        )
 
-    @admin.display(description="time left")
-    def time_left_display(self, obj: ApprovalRequest) -> str:
-        left = obj.time_left
-        if left is None:
+    @admin.display(description="risk", ordering="risk_score")
+    def risk_display(self, obj: ApprovalRequest) -> str:
+        return format_html(
+            '<span class="hol-badge hol-risk-{}">{}</span> {}', obj.risk_level, obj.risk_level, obj.risk_score
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: ApprovalRequest) -> str:
+        return format_html('<span class="hol-badge hol-status-{}">{}</span>', obj.status, obj.status)
+
+    @admin.display(description="waiting on", ordering="assigned_role")
+    def assigned_display(self, obj: ApprovalRequest) -> str:
+        if obj.status != ApprovalRequest.Status.PENDING or not obj.assigned_role:
             return "—"
-        minutes, seconds = divmod(int(left.total_seconds()), 60)
-        return f"{minutes} min {seconds:02d} s" if left.total_seconds() > 0 else "overdue"
+        who = obj.assigned_to.get_username() if obj.assigned_to_id else "anyone"
+        return format_html('{} <span class="hol-muted">{}</span>', who, obj.assigned_role)
+
+    @admin.display(description="time left", ordering="expires_at")
+    def time_left_display(self, obj: ApprovalRequest) -> str:
+        return time_left_in_words(obj)
 
     @admin.display(description="approvals")
     def approvals_display(self, obj: ApprovalRequest) -> str:
-        return f"{obj.approvals_count}/{obj.required_approvals}"
+        return progress_in_words(obj)
 
-    def _decide_with_form(self, request, queryset, *, verb: str, call) -> TemplateResponse | None:
+    @admin.display(description="progress")
+    def progress_display(self, obj: ApprovalRequest) -> str:
+        approvals = [d for d in obj.decisions.all() if d.decision == ApprovalDecision.Decision.APPROVE]
+        if not approvals:
+            return progress_in_words(obj)
+        return format_html(
+            "{}: {}",
+            progress_in_words(obj),
+            format_html_join(", ", "approved by {} ({})", ((d.approver.get_username(), d.role) for d in approvals)),
+        )
+
+    @admin.display(description="risk factors")
+    def risk_factors_display(self, obj: ApprovalRequest) -> str:
+        factors = [f for f in obj.risk_factors or [] if isinstance(f, dict)]
+        if not factors:
+            return "—"
+        items = format_html_join(
+            "", "<li><strong>{}</strong>: {}</li>", ((f.get("name", ""), f.get("why", "")) for f in factors)
+        )
+        return format_html('<ul class="hol-factors">{}</ul>', items)
+
+    @admin.display(description="action details")
+    def action_details_display(self, obj: ApprovalRequest) -> str:
+        return _pretty_json(obj.action_details)
+
+    @admin.display(description="security context")
+    def security_context_display(self, obj: ApprovalRequest) -> str:
+        return _pretty_json(obj.security_context)
+
+    @admin.display(description="task")
+    def task_display(self, obj: ApprovalRequest) -> str:
+        task = obj.task or (obj.work_order.task if obj.work_order_id else None)
+        if task is None:
+            return "—"
+        where = f"{task.target_repo} @ {task.target_ref}" + (f" ({task.target_path})" if task.target_path else "")
+        return format_html(
+            '<a href="{}">{}</a> <span class="hol-muted">({})</span>'
+            '<dl class="hol-task"><dt>objective</dt><dd>{}</dd><dt>repository</dt><dd>{}</dd></dl>',
+            reverse("admin:tasks_task_change", args=[task.pk]),
+            task.title,
+            task.status,
+            task.objective,
+            where,
+        )
+
+    @admin.display(description="work order")
+    def work_order_display(self, obj: ApprovalRequest) -> str:
+        work_order = obj.work_order
+        if work_order is None:
+            return "—"
+        held_by = f", held by {work_order.worker.name}" if work_order.worker_id else ""
+        return format_html(
+            '<a href="{}">{}</a> <span class="hol-muted">({}{})</span>',
+            reverse("admin:tasks_workorder_change", args=[work_order.pk]),
+            work_order.pk,
+            work_order.status,
+            held_by,
+        )
+
+    @admin.display(description="agent session")
+    def session_display(self, obj: ApprovalRequest) -> str:
+        if obj.session is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a> <span class="hol-muted">({})</span>',
+            reverse("admin:tasks_agentsession_change", args=[obj.session.pk]),
+            obj.session.session_id,
+            obj.session.status,
+        )
+
+    @admin.display(description="audit trail")
+    def audit_trail_display(self, obj: ApprovalRequest) -> str:
+        url = reverse("admin:audit_auditentry_changelist")
+        return format_html(
+            '<a href="{}?target_type={}&amp;target_id={}">entries about this request</a>',
+            url,
+            obj._meta.model_name,
+            obj.pk,
+        )
+
+    # --- the request's own page: the decision panel -----------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        context = {"title": "Approval requests", "is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def get_urls(self):
+        decide = path(
+            "<path:object_id>/decide/",
+            self.admin_site.admin_view(self.decide_view),
+            name="approvals_approvalrequest_decide",
+        )
+        return [decide, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        context = {**(extra_context or {}), **(self._decision_panel(request, obj) if obj else {})}
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def _decision_panel(self, request: HttpRequest, obj: ApprovalRequest) -> dict:
+        policy = current_policy()
+        pending = obj.status == ApprovalRequest.Status.PENDING
+        decided_by_me = next((d for d in obj.decisions.all() if d.approver_id == request.user.pk), None)
+        may_decide = (
+            pending
+            and decided_by_me is None
+            and self.has_decide_permission(request, obj)
+            and approvals_decidable_by(actor=request.user).filter(pk=obj.pk).exists()
+        )
+        level = policy.level(obj.risk_level)
+        role = policy.roles.get(obj.assigned_role)
+        if not pending:
+            why_not = _outcome_in_words(obj)
+        elif decided_by_me is not None:
+            why_not = f"You {decided_by_me.decision}d this request; another approver must decide."
+        elif obj.requested_by_id == request.user.pk:
+            why_not = "You made this request; someone else must decide it."
+        elif not may_decide:
+            deciders = " or ".join(policy.roles_for_level(obj.risk_level)) or "nobody"
+            why_not = f"You may not decide this request: {obj.risk_level} requests are decided by a {deciders}."
+        else:
+            why_not = ""
+        needs = ["a reason to reject"]
+        if level.require_justification:
+            needs.insert(0, f"a justification to approve ({obj.risk_level} risk)")
+        return {
+            "hol_request": obj,
+            "hol_may_decide": may_decide,
+            "hol_why_not": why_not,
+            "hol_progress": progress_in_words(obj),
+            "hol_time_left": _deadline_in_words(obj),
+            "hol_escalates_to": role.escalates_to if role else None,
+            "hol_text_help": "Needed: " + " and ".join(needs) + ".",
+            "hol_require_justification": level.require_justification,
+            "hol_decide_url": reverse("admin:approvals_approvalrequest_decide", args=[obj.pk]),
+        }
+
+    def decide_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The buttons' target. Refusals are the service's own words, shown on the request's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("approval request not found")
+        if not self.has_decide_permission(request, obj):
+            raise DjangoPermissionDenied
+        back = HttpResponseRedirect(reverse("admin:approvals_approvalrequest_change", args=[obj.pk]))
+        form = DecisionForm(request.POST)
+        if not form.is_valid():
+            for errors in form.errors.values():
+                for error in errors:
+                    self.message_user(request, error, messages.ERROR)
+            return back
+        decision, text = form.cleaned_data["decision"], form.cleaned_data["text"]
+        try:
+            if decision == "escalate":
+                done = approval_services.approval_escalate(actor=request.user, request_id=obj.pk, justification=text)
+            else:
+                done = approval_services.approval_decide(
+                    actor=request.user, request_id=obj.pk, decision=decision, justification=text
+                )
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return back
+        self.message_user(request, _outcome(decision, done), messages.SUCCESS)
+        return back
+
+    # --- bulk actions on the list -----------------------------------------------------------------
+
+    def _decide_with_form(
+        self, request, queryset, *, verb: str, call, form_class: type[forms.Form] = JustificationForm
+    ) -> TemplateResponse | None:
         """First pass shows the justification page; the confirmed POST calls the service for each
         selected request and reports every refusal as the service worded it."""
         if request.POST.get("confirm") == "yes":
-            form = JustificationForm(request.POST)
+            form = form_class(request.POST)
             if form.is_valid():
                 justification = form.cleaned_data["justification"]
                 done = 0
@@ -135,16 +426,18 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
                     self.message_user(request, f"{verb}: {done} request(s)", messages.SUCCESS)
                 return None
         else:
-            form = JustificationForm()
+            form = form_class()
         context = {
             **self.admin_site.each_context(request),
             "title": f"{verb.capitalize()} approval requests",
             "opts": self.model._meta,
             "queryset": queryset,
+            "rows": [(obj, time_left_in_words(obj)) for obj in queryset],
             "form": form,
             "action": request.POST.get("action"),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "submit_label": verb.capitalize(),
+            "media": self.media,
         }
         return TemplateResponse(request, "admin/approvals/approvalrequest/decide.html", context)
 
@@ -165,6 +458,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
             request,
             queryset,
             verb="reject",
+            form_class=ReasonForm,
             call=lambda obj, why: approval_services.approval_decide(
                 actor=request.user, request_id=obj.pk, decision="reject", justification=why
             ),
@@ -180,3 +474,35 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
                 actor=request.user, request_id=obj.pk, justification=why
             ),
         )
+
+
+def _pretty_json(value) -> str:
+    if not value:
+        return "—"
+    return format_html('<pre class="hol-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _deadline_in_words(request: ApprovalRequest) -> str:
+    left = time_left_in_words(request)
+    return left if left == "overdue" else f"{left} left"
+
+
+def _outcome_in_words(request: ApprovalRequest) -> str:
+    """How a request that is no longer pending ended, for the top of its page."""
+    by = f" by {request.approver.get_username()} ({request.approver_role})" if request.approver_id else ""
+    if request.status == ApprovalRequest.Status.APPROVED:
+        return f"Approved{by or ' automatically'}."
+    if request.status == ApprovalRequest.Status.REJECTED:
+        return f"Rejected{by}: {request.rejection_reason}" if request.rejection_reason else f"Rejected{by}."
+    if request.status == ApprovalRequest.Status.EXPIRED:
+        return "Expired without a decision."
+    return "Withdrawn by its requester."
+
+
+def _outcome(decision: str, request: ApprovalRequest) -> str:
+    if decision == "escalate":
+        who = request.assigned_to.get_username() if request.assigned_to_id else f"any {request.assigned_role}"
+        return f"Escalated to {request.assigned_role} ({who})."
+    if request.status == ApprovalRequest.Status.PENDING:
+        return f"Your approval is recorded: {progress_in_words(request)}; another approver is needed."
+    return f"The request is {request.status}."

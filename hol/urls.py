@@ -11,6 +11,10 @@ from approvals.metrics import metrics_view
 from audit.api import AuditViewSet
 from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
 
+admin.site.site_header = "HOL"
+admin.site.site_title = "HOL admin"
+admin.site.index_title = "Human Operations Layer"
+
 router = DefaultRouter()
 router.trailing_slash = "/?"  # both /api/v1/tasks and /api/v1/tasks/ answer
 router.register("tasks", TaskViewSet, basename="task")
