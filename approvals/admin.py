@@ -179,7 +179,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .select_related("requested_by", "assigned_to", "approver", "task", "work_order__worker", "session")
+            .select_related("requested_by", "assigned_to", "approver", "task", "work_order__worker", "agent_session")
             .prefetch_related("decisions__approver")
         )
 
@@ -298,13 +298,13 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="agent session")
     def session_display(self, obj: ApprovalRequest) -> str:
-        if obj.session is None:
+        if obj.agent_session is None:
             return "—"
         return format_html(
             '<a href="{}">{}</a> <span class="hol-muted">({})</span>',
-            reverse("admin:tasks_agentsession_change", args=[obj.session.pk]),
-            obj.session.session_id,
-            obj.session.status,
+            reverse("admin:tasks_agentsession_change", args=[obj.agent_session.pk]),
+            obj.agent_session.session_id,
+            obj.agent_session.status,
         )
 
     @admin.display(description="audit trail")

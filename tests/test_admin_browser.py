@@ -16,7 +16,7 @@ from pytest_django.live_server_helper import LiveServer
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
 from tasks import services as task_services
-from tests.conftest import make_user
+from tests.factories import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"

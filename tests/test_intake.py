@@ -21,7 +21,7 @@ from tasks.intake import (
     check_intake,
 )
 from tasks.models import Task, WorkOrder
-from tests.conftest import client_for
+from tests.factories import client_for
 
 GITHUB = ["https://github.com/"]
 

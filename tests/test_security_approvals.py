@@ -21,7 +21,7 @@ from audit.models import AuditEntry
 from hol.errors import BadRequest, Conflict
 from tasks import services as task_services
 from tasks.models import AgentSession, WorkOrder
-from tests.conftest import client_for, make_user
+from tests.factories import client_for, make_user
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
 HIGH = {"action_type": "deployment", "operation": "deploy", "environment": "production", "details": {"ref": "v1.2"}}

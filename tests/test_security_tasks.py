@@ -20,7 +20,7 @@ from django.urls import reverse
 from audit.models import AuditEntry
 from notifications.models import Notification
 from tasks.models import AgentSession, Task, Worker, WorkOrder
-from tests.conftest import client_for, make_user
+from tests.factories import client_for, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
