@@ -14,19 +14,20 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_record, audit_seal_after_commit
-from hol.actors import AGENT_GROUP, SYSTEM, actor_label, is_system
+from hol.actors import SYSTEM
 from hol.errors import Conflict, NotFound
 from hol.fetch import get_locked, parse_uuid
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
 from tasks.services.notify import _tell_task_owner
 from tasks.services.permissions import ensure_can_manage_task, ensure_holder, ensure_worker_owner
+from tasks.services.queue_functions import actor_params, call_queue_function
 from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
 
 User = AbstractBaseUser
@@ -202,10 +203,9 @@ def _claim_params(worker_id: UUID, now: datetime, lease_expires_at: datetime) ->
 def _claim_in_one_statement(
     *, actor: User, worker_id: UUID, now: datetime, lease_expires_at: datetime
 ) -> WorkOrder | None:
-    outcome, fact, (work_order, task) = _call(
-        "SELECT outcome, fact, (work_order).*, (task).* FROM hol_work_order_claim(%s::uuid, %s::integer, %s, %s, %s, "
-        "%s::timestamptz, %s::timestamptz, %s::text[])",
-        [worker_id, *_actor_params(actor), now, lease_expires_at, [str(s) for s in CLAIMABLE_TASK]],
+    outcome, fact, (work_order, task) = call_queue_function(
+        "hol_work_order_claim",
+        [worker_id, *actor_params(actor), now, lease_expires_at, CLAIMABLE_TASK],
         (WorkOrder, Task),
     )
     if outcome == "worker_not_found":
@@ -271,18 +271,9 @@ def work_order_complete(
 
 
 def _complete_in_one_statement(*, actor: User, work_order_id: UUID, output: str, now: datetime) -> WorkOrder:
-    outcome, fact, (work_order,) = _call(
-        "SELECT outcome, fact, (work_order).* FROM hol_work_order_complete(%s::uuid, %s::integer, %s, %s, %s, "
-        "%s::timestamptz, %s, %s::text[], %s::text[], %s::text[])",
-        [
-            work_order_id,
-            *_actor_params(actor),
-            now,
-            output,
-            [str(s) for s in COMPLETABLE],
-            [str(s) for s in WorkOrder.HELD],
-            [str(s) for s in RUNNING_TASK],
-        ],
+    outcome, fact, (work_order,) = call_queue_function(
+        "hol_work_order_complete",
+        [work_order_id, *actor_params(actor), now, output, COMPLETABLE, WorkOrder.HELD, RUNNING_TASK],
         (WorkOrder,),
     )
     if outcome == "not_found":
@@ -389,41 +380,3 @@ def work_orders_requeue_lapsed(*, now: datetime | None = None) -> int:
             )
             handled += 1
     return handled
-
-
-# --- the database functions' plumbing -------------------------------------------------------------
-
-
-def _actor_params(actor: User) -> list:
-    """id (None for HOL itself), label, type when known without a query, the agent group."""
-    system = is_system(actor)
-    return [None if system else actor.pk, actor_label(actor), "system" if system else None, AGENT_GROUP]
-
-
-def _call(sql: str, params: list, row_models: tuple[type[models.Model], ...]) -> tuple[str, Any, list]:
-    """Run one queue function; return its outcome, its fact and one instance (or None) per model
-    whose row it returned, in the order of `row_models`."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-        columns = [column.name for column in cursor.description]
-    instances, offset = [], 2
-    for model in row_models:
-        width = len(model._meta.concrete_fields)
-        instances.append(_instance(model, columns[offset : offset + width], row[offset : offset + width]))
-        offset += width
-    return row[0], row[1], instances
-
-
-def _instance(model: type[models.Model], columns: list[str], values: tuple) -> models.Model | None:
-    """A model instance from a row's columns, converted as the ORM converts them (JSON text)."""
-    if all(value is None for value in values):
-        return None
-    by_column = dict(zip(columns, values, strict=True))
-    converted = []
-    for field in model._meta.concrete_fields:
-        value = by_column[field.column]
-        for convert in field.get_db_converters(connection):
-            value = convert(value, field, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, None, converted)
