@@ -19,23 +19,30 @@ from django.db import migrations
 
 INSTALL = """
 CREATE OR REPLACE FUNCTION hol_actor_type(p_actor_id integer, p_actor_type text, p_agent_group text)
-RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT CASE
-        WHEN p_actor_type IS NOT NULL THEN p_actor_type
-        WHEN EXISTS (SELECT 1 FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
-                     WHERE ug.user_id = p_actor_id AND g.name = p_agent_group) THEN 'agent'
-        ELSE 'human'
-    END
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_actor_type IS NOT NULL THEN
+        RETURN p_actor_type;
+    END IF;
+    IF EXISTS (SELECT 1 FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
+               WHERE ug.user_id = p_actor_id AND g.name = p_agent_group) THEN
+        RETURN 'agent';
+    END IF;
+    RETURN 'human';
+END
 $$;
 
+-- PL/pgSQL rather than SQL: its plans are cached for the connection, a SQL function's are not.
 CREATE OR REPLACE FUNCTION hol_audit_pending(
     p_action text, p_actor text, p_actor_type text, p_target_type text, p_target_id text,
     p_task_id uuid, p_now timestamptz, p_details jsonb
-) RETURNS void LANGUAGE sql AS $$
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO audit_auditentry (component, action, actor, actor_type, phase, target_type, target_id,
                                   task_id, timestamp, details, seq, prev_hash, hash, canonical)
     VALUES ('tasks', p_action, p_actor, p_actor_type, '', p_target_type, p_target_id,
-            p_task_id, p_now, p_details, NULL, '', '', '')
+            p_task_id, p_now, p_details, NULL, '', '', '');
+END
 $$;
 
 CREATE OR REPLACE FUNCTION hol_work_order_claim(
