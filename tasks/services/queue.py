@@ -1,9 +1,10 @@
 """The work queue: enqueue, claim, start, complete, fail; leases and their lapse (Beat).
 
-Claim and complete are the hot path. On PostgreSQL each is one statement: a function installed by
-the migration `tasks 0002_queue_functions` locks, checks, changes and audits in one round trip, and
-when it refuses it changes nothing and returns the facts from which the same helpers as below
-raise the same error. Elsewhere (SQLite) the same steps run through the ORM in one transaction.
+Claim and complete are the hot path. On PostgreSQL each is one statement (queue_functions.py): a
+function installed by the migration `tasks 0002_queue_functions` locks, checks, changes and audits
+in one round trip, and when it refuses it changes nothing and returns the facts from which the same
+helpers raise the same errors. Elsewhere (SQLite) the same steps run here through the ORM in one
+transaction, under the same tests.
 """
 
 from __future__ import annotations
@@ -19,23 +20,25 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.actions import AuditAction
-from audit.services import audit_record, audit_seal_after_commit
+from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import Conflict, NotFound
 from hol.fetch import get_locked, parse_uuid
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
 from tasks.services.notify import _tell_task_owner
-from tasks.services.permissions import ensure_can_manage_task, ensure_holder, ensure_worker_owner
-from tasks.services.queue_functions import actor_params, call_queue_function
+from tasks.services.permissions import ensure_can_manage_task, ensure_worker_owner
+from tasks.services.queue_functions import (
+    CLAIMABLE_TASK,
+    RUNNING_TASK,
+    claim_in_one_statement,
+    complete_in_one_statement,
+    ensure_may_finish,
+    refuse_task_status,
+)
 from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
 
 User = AbstractBaseUser
-
-# The statuses each hot-path change starts from (the database functions get the same lists).
-CLAIMABLE_TASK = (Task.Status.QUEUED,)
-COMPLETABLE = tuple(s for s in WorkOrder.HELD if WorkOrder.Status.COMPLETED in WORK_ORDER_TRANSITIONS.get(s, ()))
-RUNNING_TASK = (Task.Status.IN_PROGRESS,)
 
 
 def _set_task_status(
@@ -54,12 +57,7 @@ def _set_task_status(
     current = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
     if current is None:
         raise NotFound(f"task {task_id} not found")
-    _refuse_task_status(current, status)
-
-
-def _refuse_task_status(current: str, status: str) -> None:
-    ensure_transition(current, status, TASK_TRANSITIONS, what="task")
-    raise Conflict(f"task is {current}; its work cannot make it {status}", code="invalid_transition")
+    refuse_task_status(current, status)
 
 
 def _set_worker_status(*, actor: User, worker: Worker, status: str, now: datetime) -> None:
@@ -146,7 +144,7 @@ def work_order_claim(*, actor: User, worker_id: UUID, now: datetime | None = Non
     now = now or timezone.now()
     lease_expires_at = now + timedelta(seconds=settings.HOL_LEASE_SECONDS)
     if connection.vendor == "postgresql":
-        return _claim_in_one_statement(actor=actor, worker_id=worker_id, now=now, lease_expires_at=lease_expires_at)
+        return claim_in_one_statement(actor=actor, worker_id=worker_id, now=now, lease_expires_at=lease_expires_at)
     with transaction.atomic():
         worker = get_locked(Worker.objects, worker_id, what="worker")
         ensure_worker_owner(actor, worker)
@@ -200,40 +198,13 @@ def _claim_params(worker_id: UUID, now: datetime, lease_expires_at: datetime) ->
     ]
 
 
-def _claim_in_one_statement(
-    *, actor: User, worker_id: UUID, now: datetime, lease_expires_at: datetime
-) -> WorkOrder | None:
-    outcome, fact, (work_order, task) = call_queue_function(
-        "hol_work_order_claim",
-        [worker_id, *actor_params(actor), now, lease_expires_at, CLAIMABLE_TASK],
-        (WorkOrder, Task),
-    )
-    if outcome == "worker_not_found":
-        raise NotFound(f"worker {worker_id} not found")
-    if outcome == "refused":
-        ensure_worker_owner(actor, Worker(pk=worker_id, user_id=int(fact)))
-    elif outcome == "task_refused":
-        _refuse_task_status(fact, Task.Status.IN_PROGRESS)
-    elif outcome in ("ok", "empty"):
-        audit_seal_after_commit()
-        if work_order is not None:
-            work_order.task = task
-        return work_order
-    raise RuntimeError(f"hol_work_order_claim answered {outcome!r} ({fact!r})")
-
-
 # --- start, complete, fail ------------------------------------------------------------------------
 
 
 def _get_held(actor: User, work_order_id: UUID, new_status: str) -> WorkOrder:
     work_order = get_locked(WorkOrder.objects.select_related("worker"), work_order_id, what="work order", of=("self",))
-    _ensure_may_finish(actor, work_order, new_status)
+    ensure_may_finish(actor, work_order, new_status)
     return work_order
-
-
-def _ensure_may_finish(actor: User, work_order: WorkOrder, new_status: str) -> None:
-    ensure_holder(actor, work_order)
-    ensure_transition(work_order.status, new_status, WORK_ORDER_TRANSITIONS, what="work order")
 
 
 def work_order_start(*, actor: User, work_order_id: UUID) -> WorkOrder:
@@ -254,7 +225,7 @@ def work_order_complete(
     work_order_id = parse_uuid(work_order_id, what="work order")
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        return _complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)
+        return complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)
     with transaction.atomic():
         work_order = _get_held(actor, work_order_id, WorkOrder.Status.COMPLETED)
         _set_task_status(task_id=work_order.task_id, status=Task.Status.COMPLETED, from_statuses=RUNNING_TASK, now=now)
@@ -268,26 +239,6 @@ def work_order_complete(
             actor=actor, action=AuditAction.WORK_ORDER_COMPLETED, target=work_order, task_id=work_order.task_id
         )
     return work_order
-
-
-def _complete_in_one_statement(*, actor: User, work_order_id: UUID, output: str, now: datetime) -> WorkOrder:
-    outcome, fact, (work_order,) = call_queue_function(
-        "hol_work_order_complete",
-        [work_order_id, *actor_params(actor), now, output, COMPLETABLE, WorkOrder.HELD, RUNNING_TASK],
-        (WorkOrder,),
-    )
-    if outcome == "not_found":
-        raise NotFound(f"work order {work_order_id} not found")
-    if outcome == "refused":
-        holder = None if work_order.worker_id is None else Worker(pk=work_order.worker_id, user_id=int(fact))
-        work_order.worker = holder
-        _ensure_may_finish(actor, work_order, WorkOrder.Status.COMPLETED)
-    elif outcome == "task_refused":
-        _refuse_task_status(fact, Task.Status.COMPLETED)
-    elif outcome == "ok":
-        audit_seal_after_commit()
-        return work_order
-    raise RuntimeError(f"hol_work_order_complete answered {outcome!r} ({fact!r})")
 
 
 def work_order_fail(

@@ -1,15 +1,25 @@
-"""Calling the work queue's PostgreSQL functions (migration tasks 0002_queue_functions): one
-statement in, the outcome, a fact and ready model instances out, with no per-call introspection
-(the client's CPU per call is what a busy queue pays for)."""
+"""Claim and complete on PostgreSQL: one call of the functions that migration
+tasks 0002_queue_functions installs. One statement in; the outcome, a fact and ready model
+instances out, with no per-call introspection (the client's CPU per call is what a busy queue pays
+for). A refusal is turned into the error the ORM path of tasks.services.queue raises, by the same
+helpers, from the facts the function returns."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any
+from uuid import UUID
 
 from django.db import connection, models
 
+from audit.services import audit_seal_after_commit
 from hol.actors import AGENT_GROUP, actor_label, is_system
+from hol.errors import Conflict, NotFound
+from hol.transitions import ensure_transition
+from tasks.models import Task, Worker, WorkOrder
+from tasks.services.permissions import ensure_holder, ensure_worker_owner
+from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
 
 # Each function's arguments (cast, so the call never depends on how a value was quoted) and the
 # composite columns of its result that hold a row of a model's table.
@@ -23,6 +33,68 @@ SIGNATURES = {
         ("work_order",),
     ),
 }
+
+
+# The statuses each hot-path change starts from (the ORM path of tasks.services.queue uses the same).
+CLAIMABLE_TASK = (Task.Status.QUEUED,)
+COMPLETABLE = tuple(s for s in WorkOrder.HELD if WorkOrder.Status.COMPLETED in WORK_ORDER_TRANSITIONS.get(s, ()))
+RUNNING_TASK = (Task.Status.IN_PROGRESS,)
+
+
+def ensure_may_finish(actor: Any, work_order: WorkOrder, new_status: str) -> None:
+    ensure_holder(actor, work_order)
+    ensure_transition(work_order.status, new_status, WORK_ORDER_TRANSITIONS, what="work order")
+
+
+def refuse_task_status(current: str, status: str) -> None:
+    """Raise the Conflict for a task that is not where its work says it should be."""
+    ensure_transition(current, status, TASK_TRANSITIONS, what="task")
+    raise Conflict(f"task is {current}; its work cannot make it {status}", code="invalid_transition")
+
+
+def claim_in_one_statement(
+    *, actor: Any, worker_id: UUID, now: datetime, lease_expires_at: datetime
+) -> WorkOrder | None:
+    outcome, fact, (work_order, task) = call_queue_function(
+        "hol_work_order_claim",
+        [worker_id, *actor_params(actor), now, lease_expires_at, CLAIMABLE_TASK],
+        (WorkOrder, Task),
+    )
+    if outcome == "worker_not_found":
+        raise NotFound(f"worker {worker_id} not found")
+    if outcome == "refused":
+        ensure_worker_owner(actor, Worker(pk=worker_id, user_id=int(fact)))
+    elif outcome == "task_refused":
+        refuse_task_status(fact, Task.Status.IN_PROGRESS)
+    elif outcome in ("ok", "empty"):
+        audit_seal_after_commit()
+        if work_order is not None:
+            work_order.task = task
+        return work_order
+    raise RuntimeError(f"hol_work_order_claim answered {outcome!r} ({fact!r})")
+
+
+def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, now: datetime) -> WorkOrder:
+    outcome, fact, (work_order,) = call_queue_function(
+        "hol_work_order_complete",
+        [work_order_id, *actor_params(actor), now, output, COMPLETABLE, WorkOrder.HELD, RUNNING_TASK],
+        (WorkOrder,),
+    )
+    if outcome == "not_found":
+        raise NotFound(f"work order {work_order_id} not found")
+    if outcome == "refused":
+        holder = None if work_order.worker_id is None else Worker(pk=work_order.worker_id, user_id=int(fact))
+        work_order.worker = holder
+        ensure_may_finish(actor, work_order, WorkOrder.Status.COMPLETED)
+    elif outcome == "task_refused":
+        refuse_task_status(fact, Task.Status.COMPLETED)
+    elif outcome == "ok":
+        audit_seal_after_commit()
+        return work_order
+    raise RuntimeError(f"hol_work_order_complete answered {outcome!r} ({fact!r})")
+
+
+# --- plumbing -------------------------------------------------------------------------------------
 
 
 def actor_params(actor: Any) -> list:
