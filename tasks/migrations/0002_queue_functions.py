@@ -171,14 +171,12 @@ DROP FUNCTION IF EXISTS hol_actor_type(integer, text, text);
 """
 
 
-def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(INSTALL, params=None)
+def on_postgresql(sql: str):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql, params=None)
 
-
-def uninstall(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(UNINSTALL, params=None)
+    return run
 
 
 class Migration(migrations.Migration):
@@ -188,4 +186,4 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
-    operations = [migrations.RunPython(install, uninstall, elidable=False)]
+    operations = [migrations.RunPython(on_postgresql(INSTALL), on_postgresql(UNINSTALL), elidable=False)]
