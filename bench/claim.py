@@ -179,10 +179,12 @@ def make_batch(label: str, count: int, user) -> None:
 
 
 def hol_verify(label: str, count: int, claimed: list[list[str]]) -> None:
-    """Each work order of the batch claimed once, completed, one completed execution, task completed."""
+    """Each work order of the batch claimed once, completed, one completed execution, task completed,
+    one claimed and one completed audit entry; every worker idle again."""
     from django.db.models import Count, Q
 
-    from tasks.models import Execution, Task, WorkOrder
+    from audit.models import AuditEntry
+    from tasks.models import Execution, Task, Worker, WorkOrder
 
     ids = [work_order_id for chunk in claimed for work_order_id in chunk]
     if len(ids) != count or len(set(ids)) != count:
@@ -199,6 +201,13 @@ def hol_verify(label: str, count: int, claimed: list[list[str]]) -> None:
     tasks_done = Task.objects.filter(metadata__bench=label, status=Task.Status.COMPLETED).count()
     if tasks_done != count:
         raise AssertionError(f"{label}: {tasks_done} tasks completed, expected {count}")
+    batch_tasks = Task.objects.filter(metadata__bench=label).values("pk")
+    for action in ("work_order.claimed", "work_order.completed"):
+        recorded = AuditEntry.objects.filter(task_id__in=batch_tasks, action=action).count()
+        if recorded != count:
+            raise AssertionError(f"{label}: {recorded} {action} audit entries, expected {count}")
+    if Worker.objects.exclude(status=Worker.Status.IDLE).exists():
+        raise AssertionError(f"{label}: a worker is not idle after its last completion")
 
 
 # --- (b) the service functions --------------------------------------------------------------------

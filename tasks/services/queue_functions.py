@@ -6,6 +6,7 @@ helpers, from the facts the function returns."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -21,24 +22,36 @@ from tasks.models import Task, Worker, WorkOrder
 from tasks.services.permissions import ensure_holder, ensure_worker_owner
 from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
 
-# Each function's arguments (cast, so the call never depends on how a value was quoted) and the
-# composite columns of its result that hold a row of a model's table.
-SIGNATURES = {
-    "hol_work_order_claim": (
-        ("uuid", "integer", "text", "text", "text", "timestamptz", "timestamptz", "text[]"),
-        ("work_order", "task"),
-    ),
-    "hol_work_order_complete": (
-        ("uuid", "integer", "text", "text", "text", "timestamptz", "text", "text[]", "text[]", "text[]"),
-        ("work_order",),
-    ),
-}
-
-
 # The statuses each hot-path change starts from (the ORM path of tasks.services.queue uses the same).
 CLAIMABLE_TASK = (Task.Status.QUEUED,)
 COMPLETABLE = tuple(s for s in WorkOrder.HELD if WorkOrder.Status.COMPLETED in WORK_ORDER_TRANSITIONS.get(s, ()))
 RUNNING_TASK = (Task.Status.IN_PROGRESS,)
+
+
+def _literal(value: str | tuple[str, ...]) -> str:
+    """A constant argument written into the statement once (no quoting work per call); only plain
+    names (statuses, the group name) qualify."""
+    names = value if isinstance(value, tuple) else (value,)
+    if not all(re.fullmatch(r"[a-z_]+", str(name)) for name in names):
+        raise ValueError(f"not a plain name: {value!r}")
+    return f"'{{{','.join(map(str, names))}}}'::text[]" if isinstance(value, tuple) else f"'{value}'::text"
+
+
+# Each function's arguments, in order: a type for a value passed per call (cast, so the call never
+# depends on how it was quoted) or a constant; then the composite columns of its result that hold
+# a row of a model's table. The per-call values are the target's id, actor_params(), then the rest.
+SIGNATURES = {
+    "hol_work_order_claim": (
+        ("uuid", "integer", "text", "text", _literal(AGENT_GROUP), "timestamptz", "timestamptz",
+         _literal(CLAIMABLE_TASK)),
+        ("work_order", "task"),
+    ),
+    "hol_work_order_complete": (
+        ("uuid", "integer", "text", "text", _literal(AGENT_GROUP), "timestamptz", "text", _literal(COMPLETABLE),
+         _literal(WorkOrder.HELD), _literal(RUNNING_TASK)),
+        ("work_order",),
+    ),
+}  # fmt: skip
 
 
 def ensure_may_finish(actor: Any, work_order: WorkOrder, new_status: str) -> None:
@@ -57,7 +70,7 @@ def claim_in_one_statement(
 ) -> WorkOrder | None:
     outcome, fact, (work_order, task) = call_queue_function(
         "hol_work_order_claim",
-        [worker_id, *actor_params(actor), now, lease_expires_at, CLAIMABLE_TASK],
+        [worker_id, *actor_params(actor), now, lease_expires_at],
         (WorkOrder, Task),
     )
     if outcome == "worker_not_found":
@@ -77,7 +90,7 @@ def claim_in_one_statement(
 def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, now: datetime) -> WorkOrder:
     outcome, fact, (work_order,) = call_queue_function(
         "hol_work_order_complete",
-        [work_order_id, *actor_params(actor), now, output, COMPLETABLE, WorkOrder.HELD, RUNNING_TASK],
+        [work_order_id, *actor_params(actor), now, output],
         (WorkOrder,),
     )
     if outcome == "not_found":
@@ -98,10 +111,10 @@ def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, n
 
 
 def actor_params(actor: Any) -> list:
-    """id (None for HOL itself), label, type when known without a query, and the agent group
-    (the function reads a user's type from its groups, as hol.actors does)."""
+    """id (None for HOL itself), label, and type when known without a query (the function reads a
+    user's type from its membership of AGENT_GROUP, as hol.actors does)."""
     system = is_system(actor)
-    return [None if system else actor.pk, actor_label(actor), "system" if system else None, AGENT_GROUP]
+    return [None if system else actor.pk, actor_label(actor), "system" if system else None]
 
 
 @cache
@@ -110,7 +123,7 @@ def _statement(function: str, row_models: tuple[type[models.Model], ...]) -> str
     columns = ["outcome", "fact"]
     for composite, model in zip(composites, row_models, strict=True):
         columns += [f"({composite}).{field.column}" for field in model._meta.concrete_fields]
-    args = ", ".join(f"%s::{arg_type}" for arg_type in arg_types)
+    args = ", ".join(arg if arg.startswith("'") else f"%s::{arg}" for arg in arg_types)
     return f"SELECT {', '.join(columns)} FROM {function}({args})"
 
 
@@ -125,7 +138,6 @@ def call_queue_function(
 ) -> tuple[str, Any, list[models.Model | None]]:
     """Run one queue function; return its outcome, its fact and, per model of `row_models`, the
     instance built from the row it returned (None for a NULL row)."""
-    params = [[str(status) for status in value] if isinstance(value, tuple) else value for value in params]
     with connection.cursor() as cursor:
         cursor.execute(_statement(function, row_models), params)
         row = cursor.fetchone()
