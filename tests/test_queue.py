@@ -295,6 +295,16 @@ def test_worker_holding_more_work_stays_busy_after_completing_one(as_agent_007, 
     assert AuditEntry.objects.filter(action="worker.status_changed", target_id=worker_007).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_offline_worker_that_claims_is_idle_again_and_the_entry_is_sealed(as_agent_007, worker_007):
+    Worker.objects.filter(pk=worker_007).update(status=Worker.Status.OFFLINE)
+    assert claim(as_agent_007, worker_007).status_code == 204
+    assert Worker.objects.get(pk=worker_007).status == Worker.Status.IDLE
+    change = AuditEntry.objects.get(action="worker.status_changed", target_id=worker_007)
+    assert change.details == {"from": "offline", "to": "idle"}
+    assert change.seq is not None
+
+
 def test_claim_with_nothing_to_claim_audits_no_status_change(as_agent_007, worker_007):
     claim(as_agent_007, worker_007)
     assert not AuditEntry.objects.filter(action="worker.status_changed").exists()

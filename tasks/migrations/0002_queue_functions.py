@@ -93,7 +93,9 @@ BEGIN
         UPDATE tasks_worker SET last_heartbeat_at = p_now WHERE id = p_worker_id;
     END IF;
     IF v_order.id IS NULL THEN
-        RETURN QUERY SELECT 'empty', NULL::text, NULL::tasks_workorder, NULL::tasks_task;
+        -- The fact says whether an entry was written (so the caller kicks the sealer only then).
+        RETURN QUERY SELECT 'empty', CASE WHEN v_worker_status <> v_worker.status THEN 'audited' END,
+                            NULL::tasks_workorder, NULL::tasks_task;
         RETURN;
     END IF;
     UPDATE tasks_workorder SET status = 'claimed', worker_id = p_worker_id, claimed_at = p_now,

@@ -79,11 +79,14 @@ def claim_in_one_statement(
         ensure_worker_owner(actor, Worker(pk=worker_id, user_id=int(fact)))
     elif outcome == "task_refused":
         refuse_task_status(fact, Task.Status.IN_PROGRESS)
-    elif outcome in ("ok", "empty"):
+    elif outcome == "ok":
         audit_seal_after_commit()
-        if work_order is not None:
-            work_order.task = task
+        work_order.task = task
         return work_order
+    elif outcome == "empty":
+        if fact == "audited":  # the worker came back from offline
+            audit_seal_after_commit()
+        return None
     raise RuntimeError(f"hol_work_order_claim answered {outcome!r} ({fact!r})")
 
 
