@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from audit.actions import AuditAction
 from audit.models import AuditEntry
 from audit.selectors import audit_verify
 from audit.services import audit_seal_pending
@@ -364,6 +367,13 @@ def test_claim_and_complete_audit_entries_seal_into_a_valid_chain(as_agent_007, 
     claimed_entry = AuditEntry.objects.get(action="work_order.claimed", target_id=claimed)
     assert (claimed_entry.component, claimed_entry.target_type, claimed_entry.phase) == ("tasks", "workorder", "")
     assert claimed_entry.details == {"attempt": 1, "worker": str(WorkOrder.objects.get(pk=claimed).worker_id)}
+
+
+def test_queue_functions_write_only_named_audit_actions():
+    install = importlib.import_module("tasks.migrations.0002_queue_functions").INSTALL
+    written = set(re.findall(r"'((?:work_order|worker)\.[a-z_]+)'", install))
+    assert written == {"work_order.claimed", "work_order.completed", "worker.status_changed"}
+    assert written <= {action.value for action in AuditAction}
 
 
 # --- leases: expiry, back-off, retries, heartbeats ------------------------------------------------
