@@ -80,10 +80,17 @@ def audit_record(
         timestamp=timezone.now(),
         details=normalise(details or {}),
     )
+    audit_seal_after_commit()
+    return entry
+
+
+def audit_seal_after_commit() -> None:
+    """Kick the sealer once the current transaction commits (at once outside one). audit_record
+    calls it; so does SQL that writes pending entries itself (the work queue's functions)."""
+    conn = transaction.get_connection()
     # One kick per transaction, however many entries it records.
     if not any(func is _seal_after_commit for _, func, _ in conn.run_on_commit):
         transaction.on_commit(_seal_after_commit, robust=True)
-    return entry
 
 
 def _seal_after_commit() -> None:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+# The HTTP floor mounted by bench.settings (JWT authentication and nothing else).
+FLOOR_PATH = "/bench/floor"
 
 
 def database_url_for(base_url: str, name: str) -> str:
@@ -85,6 +88,39 @@ def timed_processes(target: Callable, count: int, args: tuple = ()) -> tuple[flo
     return finish - start, outcomes
 
 
+class StatementCounter:
+    """Counts every SQL statement Django runs in this process, on every connection (the audit
+    sealer's thread included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, execute, sql, params, many, context):
+        with self._lock:
+            self.count += 1
+        return execute(sql, params, many, context)
+
+    def watch(self, connection) -> None:
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+    def watch_every_connection(self) -> None:
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+
+        for connection in connections.all(initialized_only=True):
+            self.watch(connection)
+        connection_created.connect(lambda sender, connection, **kwargs: self.watch(connection), weak=False)
+
+
+def transactions_committed(url: str) -> int:
+    """PostgreSQL's count of committed transactions in the database `url` names (every statement
+    outside a transaction block counts as one). Backends report theirs when they end."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+
 class JsonClient:
     """A keep-alive HTTP/1.1 client for one connection (http.client is the cheapest in Python)."""
 
@@ -98,7 +134,11 @@ class JsonClient:
         }
 
     def post(self, path: str, body: dict | None = None) -> tuple[int, Any]:
-        self.conn.request("POST", path, body=json.dumps(body or {}), headers=self.headers)
+        return self.request("POST", path, body)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+        payload = None if method == "GET" else json.dumps(body or {})
+        self.conn.request(method, path, body=payload, headers=self.headers)
         response = self.conn.getresponse()
         data = response.read()
         return response.status, (json.loads(data) if data else None)
@@ -145,11 +185,11 @@ def wait_until_serving(port: int, token: str, timeout: float = 60.0) -> None:
     while True:
         try:
             client = JsonClient(port, token)
-            status, _ = client.post("/api/v1/ping")
+            status, _ = client.post(FLOOR_PATH)
             client.close()
             if status == 200:
                 return
-            raise RuntimeError(f"ping answered {status}")
+            raise RuntimeError(f"the floor answered {status}")
         except (OSError, http.client.HTTPException):
             if time.monotonic() > deadline:
                 raise

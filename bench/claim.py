@@ -1,4 +1,4 @@
-"""Claim + complete throughput of the work queue on PostgreSQL (issue 3's benchmark; not a test).
+"""Claim + complete throughput of the work queue on PostgreSQL (a benchmark, not a test).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.claim
 
@@ -9,11 +9,14 @@ creates its own database (hol_bench_claim, dropped and recreated), migrates it, 
                 completing UPDATE, on a plain copy of the work order table (no Django, no audit);
   (b) service   tasks.services.work_order_claim / work_order_complete;
   (c) http      POST /api/v1/queue/claim + /queue/complete through daphne with JWT, keep-alive;
-  (d) floor     POST /api/v1/ping (JWT authentication and nothing else) twice per unit, same daphne.
+  (d) floor     POST /bench/floor (JWT authentication and nothing else) twice per unit, same daphne
+                (a view of the benchmark's own, mounted by bench.settings, which daphne runs with).
 
 (c) and (d) run once per --web-processes value (daphne processes sharing one socket; the
 connections are spread evenly over them). Every phase checks that each work order was claimed and
-completed exactly once. The last line printed is one JSON object with the figures.
+completed exactly once. The last line printed is one JSON object with the figures, and where
+each phase's time goes: SQL statements, committed transactions (PostgreSQL's count, sealing
+included) and client CPU milliseconds per unit (the claimer processes', or daphne's for HTTP).
 """
 
 from __future__ import annotations
@@ -26,13 +29,40 @@ import random
 import sys
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 import psycopg
 
-from bench._common import JsonClient, fresh_database, socket_owners, timed_processes, wait_until_serving
+from bench._common import (
+    FLOOR_PATH,
+    JsonClient,
+    StatementCounter,
+    fresh_database,
+    socket_owners,
+    timed_processes,
+    transactions_committed,
+    wait_until_serving,
+)
 
 RAW_TABLE = "bench_raw_queue"
 AGENT = "bench_agent"
+
+
+class Outcome(NamedTuple):
+    """What one claimer process did: the work order ids it claimed and completed, the SQL
+    statements it sent and the CPU seconds it used."""
+
+    ids: list[str]
+    statements: int
+    cpu_seconds: float
+
+
+def cost_per_unit(outcomes: list[Outcome], count: int, commits: int) -> dict:
+    return {
+        "statements_per_unit": round(sum(o.statements for o in outcomes) / count, 2),
+        "commits_per_unit": round(commits / count, 2),
+        "client_cpu_ms_per_unit": round(1000 * sum(o.cpu_seconds for o in outcomes) / count, 3),
+    }
 
 
 def log(message: str) -> None:
@@ -76,15 +106,18 @@ def raw_claimer(step: str, index: int, url: str, worker_ids: list, *, state=None
         conn.execute("SELECT 1")
         return conn
     conn, worker_id, claimed = state, worker_ids[index], []
+    cpu, statements = time.process_time(), 0
     while True:
         row = conn.execute(RAW_CLAIM, [worker_id]).fetchone()
+        statements += 1
         if row is None:
             break
+        statements += 1
         if conn.execute(RAW_COMPLETE, [row[0]]).rowcount != 1:
             raise RuntimeError(f"raw: {row[0]} was not claimed by us")
         claimed.append(str(row[0]))
     conn.close()
-    return claimed
+    return Outcome(claimed, statements, time.process_time() - cpu)
 
 
 def raw_verify(url: str, count: int, claimed: list[list[str]]) -> None:
@@ -146,10 +179,12 @@ def make_batch(label: str, count: int, user) -> None:
 
 
 def hol_verify(label: str, count: int, claimed: list[list[str]]) -> None:
-    """Each work order of the batch claimed once, completed, one completed execution, task completed."""
+    """Each work order of the batch claimed once, completed, one completed execution, task completed,
+    one claimed and one completed audit entry; every worker idle again."""
     from django.db.models import Count, Q
 
-    from tasks.models import Execution, Task, WorkOrder
+    from audit.models import AuditEntry
+    from tasks.models import Execution, Task, Worker, WorkOrder
 
     ids = [work_order_id for chunk in claimed for work_order_id in chunk]
     if len(ids) != count or len(set(ids)) != count:
@@ -166,6 +201,13 @@ def hol_verify(label: str, count: int, claimed: list[list[str]]) -> None:
     tasks_done = Task.objects.filter(metadata__bench=label, status=Task.Status.COMPLETED).count()
     if tasks_done != count:
         raise AssertionError(f"{label}: {tasks_done} tasks completed, expected {count}")
+    batch_tasks = Task.objects.filter(metadata__bench=label).values("pk")
+    for action in ("work_order.claimed", "work_order.completed"):
+        recorded = AuditEntry.objects.filter(task_id__in=batch_tasks, action=action).count()
+        if recorded != count:
+            raise AssertionError(f"{label}: {recorded} {action} audit entries, expected {count}")
+    if Worker.objects.exclude(status=Worker.Status.IDLE).exists():
+        raise AssertionError(f"{label}: a worker is not idle after its last completion")
 
 
 # --- (b) the service functions --------------------------------------------------------------------
@@ -174,18 +216,24 @@ def hol_verify(label: str, count: int, claimed: list[list[str]]) -> None:
 def service_claimer(step: str, index: int, worker_ids: list, *, state=None):
     from django.contrib.auth import get_user_model
 
+    from audit.services import audit_seal_pending
     from tasks import services
 
     if step == "setup":
-        return get_user_model().objects.get(username=AGENT)
-    actor, worker_id, claimed = state, worker_ids[index], []
+        actor = get_user_model().objects.get(username=AGENT)
+        counter = StatementCounter()
+        counter.watch_every_connection()
+        return actor, counter
+    (actor, counter), worker_id, claimed = state, worker_ids[index], []
+    cpu, statements = time.process_time(), counter.count
     while True:
         work_order = services.work_order_claim(actor=actor, worker_id=worker_id)
         if work_order is None:
             break
         services.work_order_complete(actor=actor, work_order_id=work_order.pk, output="")
         claimed.append(str(work_order.pk))
-    return claimed
+    audit_seal_pending()  # what the background sealer has not sealed yet belongs to the units' cost
+    return Outcome(claimed, counter.count - statements, time.process_time() - cpu)
 
 
 # --- (c) and (d) over HTTP ------------------------------------------------------------------------
@@ -197,7 +245,7 @@ def connect_balanced(port: int, token: str, spread) -> JsonClient:
     daphne_pids, slots, lock, share = spread
     for _ in range(500):
         client = JsonClient(port, token)
-        client.post("/api/v1/ping")
+        client.post(FLOOR_PATH)
         owner = socket_owners(daphne_pids).get(client.local_port())
         if owner is not None:
             with lock:
@@ -210,38 +258,61 @@ def connect_balanced(port: int, token: str, spread) -> JsonClient:
     raise RuntimeError("could not spread the connections over the daphne processes")
 
 
+def read_counters(client: JsonClient) -> dict:
+    status, counters = client.request("GET", "/bench/counters")
+    if status != 200:
+        raise RuntimeError(f"counters answered {status}")
+    return counters
+
+
 def http_client(step: str, index: int, mode: str, port: int, token: str, worker_ids: list, units: list, spread, *,
                 state=None):  # fmt: skip
     if step == "setup":
         client = connect_balanced(port, token, spread)
         for _ in range(3):
-            client.post("/api/v1/ping")
-        return client
-    client, done = state, []
+            client.post(FLOOR_PATH)
+        return client, read_counters(client)
+    (client, before), done = state, []
     if mode == "floor":
-        calls = 2 * units[index]
-        for _ in range(calls):
-            status, _ = client.post("/api/v1/ping")
+        for _ in range(2 * units[index]):
+            status, _ = client.post(FLOOR_PATH)
             if status != 200:
-                raise RuntimeError(f"ping answered {status}")
-        client.close()
-        return calls
-    worker_id = worker_ids[index]
-    while True:
-        status, body = client.post("/api/v1/queue/claim", {"worker_id": worker_id})
-        if status == 204:
-            break
-        if status != 200:
-            raise RuntimeError(f"claim answered {status}: {body}")
-        status, answer = client.post("/api/v1/queue/complete", {"work_order_id": body["id"], "output": ""})
-        if status != 200 or answer["status"] != "completed":
-            raise RuntimeError(f"complete answered {status}: {answer}")
-        done.append(body["id"])
+                raise RuntimeError(f"the floor answered {status}")
+            done.append("")
+    else:
+        worker_id = worker_ids[index]
+        while True:
+            status, body = client.post("/api/v1/queue/claim", {"worker_id": worker_id})
+            if status == 204:
+                break
+            if status != 200:
+                raise RuntimeError(f"claim answered {status}: {body}")
+            status, answer = client.post("/api/v1/queue/complete", {"work_order_id": body["id"], "output": ""})
+            if status != 200 or answer["status"] != "completed":
+                raise RuntimeError(f"complete answered {status}: {answer}")
+            done.append(body["id"])
+    after = read_counters(client)
     client.close()
-    return done
+    return done, before, after
 
 
-def run_http(*, web: int, processes: int, count: int, user, worker_ids: list[str]) -> dict:
+def daphne_cost(outcomes: list, count: int) -> dict:
+    """Statements and CPU of the daphne processes per unit, from each process's counters read by
+    its clients before and after the run (the widest span seen for each process)."""
+    first: dict[int, dict] = {}
+    last: dict[int, dict] = {}
+    for _, before, after in outcomes:
+        pid = before["pid"]
+        if pid not in first or before["statements"] < first[pid]["statements"]:
+            first[pid] = before
+        if pid not in last or after["statements"] > last[pid]["statements"]:
+            last[pid] = after
+    statements = sum(last[pid]["statements"] - first[pid]["statements"] for pid in first)
+    cpu = sum(last[pid]["cpu_seconds"] - first[pid]["cpu_seconds"] for pid in first)
+    return {"statements_per_unit": round(statements / count, 2), "server_cpu_ms_per_unit": round(1000 * cpu / count, 3)}
+
+
+def run_http(*, web: int, processes: int, count: int, user, worker_ids: list[str], url: str) -> dict:
     """(d) then (c) against `web` daphne processes sharing one listening socket."""
     import multiprocessing
 
@@ -254,8 +325,10 @@ def run_http(*, web: int, processes: int, count: int, user, worker_ids: list[str
     token = str(AccessToken.for_user(user))
     sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    # Web processes get a connection pool (see HOL_DB_POOL in settings) unless told otherwise.
-    daphnes = start_daphne(sock, web, env={"HOL_DB_POOL": "1", **os.environ}, quiet=True)
+    # Web processes get a connection pool (see HOL_DB_POOL in settings) unless told otherwise, and
+    # the benchmark's settings, which add its floor view and counters to HOL's URLs.
+    env = {"HOL_DB_POOL": "1", **os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+    daphnes = start_daphne(sock, web, env=env, quiet=True)
     context = multiprocessing.get_context("fork")
     units = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
     figures: dict = {"web_processes": web}
@@ -268,13 +341,15 @@ def run_http(*, web: int, processes: int, count: int, user, worker_ids: list[str
             spread = (pids, slots, context.Lock(), math.ceil(processes / web))
             seconds, outcomes = timed_processes(http_client, processes, (mode, port, token, worker_ids, units, spread))
             figures[f"{mode}_connections_per_daphne"] = list(slots)
-            log(f"  web={web} {mode}: {seconds:.1f}s")
+            figures[f"{mode}_cost"] = daphne_cost(outcomes, count)
+            log(f"  web={web} {mode}: {seconds:.1f}s {figures[f'{mode}_cost']}")
             if mode == "floor":
-                if sum(outcomes) != 2 * count:
-                    raise AssertionError(f"floor: {sum(outcomes)} pings, expected {2 * count}")
+                calls = sum(len(done) for done, _, _ in outcomes)
+                if calls != 2 * count:
+                    raise AssertionError(f"floor: {calls} requests, expected {2 * count}")
                 figures["http_floor_ops_s"] = round(count / seconds, 1)
             else:
-                hol_verify(label, count, outcomes)
+                hol_verify(label, count, [done for done, _, _ in outcomes])
                 figures["http_ops_s"] = round(count / seconds, 1)
     finally:
         stop_all(daphnes)
@@ -320,25 +395,30 @@ def main() -> int:
 
     if "raw" not in skip:
         raw_prepare(url, count)
-        seconds, claimed = timed_processes(raw_claimer, processes, (url, worker_ids))
-        raw_verify(url, count, claimed)
+        commits = transactions_committed(url)
+        seconds, outcomes = timed_processes(raw_claimer, processes, (url, worker_ids))
+        raw_verify(url, count, [o.ids for o in outcomes])
         result["raw_ops_s"] = round(count / seconds, 1)
-        log(f"raw: {seconds:.1f}s, {result['raw_ops_s']}/s")
+        result["raw_cost"] = cost_per_unit(outcomes, count, transactions_committed(url) - commits)
+        log(f"raw: {seconds:.1f}s, {result['raw_ops_s']}/s {result['raw_cost']}")
 
     if "service" not in skip:
         make_batch("service", count, user)
-        seconds, claimed = timed_processes(service_claimer, processes, (worker_ids,))
-        hol_verify("service", count, claimed)
+        commits = transactions_committed(url)
+        seconds, outcomes = timed_processes(service_claimer, processes, (worker_ids,))
+        hol_verify("service", count, [o.ids for o in outcomes])
         result["service_ops_s"] = round(count / seconds, 1)
-        log(f"service: {seconds:.1f}s, {result['service_ops_s']}/s")
+        result["service_cost"] = cost_per_unit(outcomes, count, transactions_committed(url) - commits)
+        log(f"service: {seconds:.1f}s, {result['service_ops_s']}/s {result['service_cost']}")
 
     if "http" not in skip:
         runs = []
         for web in webs:
-            runs.append(run_http(web=web, processes=processes, count=count, user=user, worker_ids=worker_ids))
+            runs.append(run_http(web=web, processes=processes, count=count, user=user, worker_ids=worker_ids, url=url))
             log(f"http web={web}: {runs[-1]}")
         best = max(runs, key=lambda run: run["http_ops_s"])
-        result.update({key: best[key] for key in ("http_ops_s", "http_floor_ops_s", "web_processes")})
+        keys = ("http_ops_s", "http_floor_ops_s", "web_processes", "http_cost", "floor_cost")
+        result.update({key: best[key] for key in keys})
         result["http_runs"] = runs
 
     if "raw_ops_s" in result and "service_ops_s" in result:

@@ -224,6 +224,7 @@ def test_tasks_services_record_actor_action_and_target(agent_007):
         ("agent_007", "agent", "worker.registered", "worker", None),
         ("agent_007", "agent", "task.created", "task", task.pk),
         ("agent_007", "agent", "work_order.enqueued", "workorder", task.pk),
+        ("agent_007", "agent", "worker.status_changed", "worker", None),
         ("agent_007", "agent", "work_order.claimed", "workorder", task.pk),
     ]
     assert AuditEntry.objects.get(action="work_order.enqueued").target_id == str(work_order.pk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import traceback
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.db import connections
@@ -19,18 +20,21 @@ WORK_ORDERS = 2000
 JOIN_TIMEOUT_SECONDS = 120
 
 
-def claim_until_empty(user_id: int, worker_id: str, start, results) -> None:
-    """Child process: claim through the service until it answers None, then report every claim."""
+def race(user_id: int, worker_id: str, complete: bool, start, results) -> None:
+    """Child process: claim through the service until it answers None (completing each claim when
+    `complete`), then report every claim as (id, priority, output)."""
     try:
         from django.contrib.auth import get_user_model
 
-        from tasks.services import work_order_claim
+        from tasks.services import work_order_claim, work_order_complete
 
         actor = get_user_model().objects.get(pk=user_id)
         start.wait(timeout=JOIN_TIMEOUT_SECONDS)
         claims = []
         while (work_order := work_order_claim(actor=actor, worker_id=worker_id)) is not None:
-            claims.append((str(work_order.pk), work_order.priority, work_order.enqueued_at))
+            if complete:
+                work_order = work_order_complete(actor=actor, work_order_id=work_order.pk, output=worker_id)
+            claims.append((str(work_order.pk), work_order.priority, work_order.status))
         results.put((worker_id, claims, None))
     except BaseException:
         results.put((worker_id, [], traceback.format_exc()))
@@ -68,7 +72,7 @@ def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_orde
     assert set(WorkOrder.objects.values_list("priority", flat=True)) == set(PRIORITY_RANK.values())
 
     reports = run_forked(
-        claim_until_empty, [(agent_007.pk, str(worker.pk)) for worker in workers], timeout=JOIN_TIMEOUT_SECONDS
+        race, [(agent_007.pk, str(worker.pk), False) for worker in workers], timeout=JOIN_TIMEOUT_SECONDS
     )
     errors = [error for _, _, error in reports if error]
     assert not errors, errors[0]
@@ -91,3 +95,45 @@ def test_concurrent_claimers_take_every_work_order_exactly_once_in_priority_orde
 
     assert Execution.objects.filter(attempt=1).count() == WORK_ORDERS
     assert AuditEntry.objects.filter(action="work_order.claimed").count() == WORK_ORDERS
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claim_and_complete_finish_every_work_order_exactly_once_with_its_records(agent_007):
+    count = WORK_ORDERS // 2
+    queue_of_mixed_priorities(count)
+    workers = [Worker.objects.create(name=f"finisher-{i}", user=agent_007) for i in range(CLAIMERS)]
+
+    reports = run_forked(
+        race, [(agent_007.pk, str(worker.pk), True) for worker in workers], timeout=JOIN_TIMEOUT_SECONDS
+    )
+    errors = [error for _, _, error in reports if error]
+    assert not errors, errors[0]
+
+    done = [work_order_id for _, claims, _ in reports for work_order_id, _, _ in claims]
+    assert len(done) == len(set(done)) == count
+    assert {status for _, claims, _ in reports for _, _, status in claims} == {WorkOrder.Status.COMPLETED}
+    assert WorkOrder.objects.filter(status=WorkOrder.Status.COMPLETED).count() == count
+    assert Execution.objects.filter(status=Execution.Status.COMPLETED, attempt=1).count() == count
+    assert Execution.objects.count() == count
+    assert Task.objects.filter(status=Task.Status.COMPLETED).count() == count
+    # Each execution names the worker that completed its order (the output is that worker's id).
+    for worker_id, claims, _ in reports:
+        ids = [work_order_id for work_order_id, _, _ in claims]
+        outputs = set(Execution.objects.filter(work_order_id__in=ids).values_list("output", flat=True))
+        assert outputs <= {worker_id}
+    for action in ("work_order.claimed", "work_order.completed"):
+        assert AuditEntry.objects.filter(action=action).count() == count
+    assert set(Worker.objects.values_list("status", flat=True)) == {Worker.Status.IDLE}
+    # Every worker went idle → busy → idle as often as its status changed, audited each time.
+    for worker in workers:
+        changes = list(
+            AuditEntry.objects.filter(action="worker.status_changed", target_id=str(worker.pk))
+            .order_by("id")
+            .values_list("details", flat=True)
+        )
+        assert changes, f"worker {worker.pk} never changed status: the race did not happen"
+        assert changes[0] == {"from": "idle", "to": "busy"}
+        assert all(a["to"] == b["from"] for a, b in pairwise(changes))
+        assert changes[-1] == {"from": "busy", "to": "idle"}

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import time
+import importlib
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from audit.actions import AuditAction
 from audit.models import AuditEntry
-from hol.errors import PermissionDenied
+from audit.selectors import audit_verify
+from audit.services import audit_seal_pending
+from hol.actors import SYSTEM
+from hol.errors import Conflict, PermissionDenied
 from notifications.models import Notification
 from tasks import services as task_services
 from tasks.models import Execution, Task, Worker, WorkOrder
+from tasks.services import queue as queue_services
 from tasks.tasks import requeue_lapsed_work
 
 
@@ -256,6 +262,110 @@ def test_worker_is_idle_again_after_failing_its_work(as_agent_007, claimed, work
     assert Worker.objects.get(pk=worker_007).status == Worker.Status.IDLE
 
 
+def test_claim_audits_the_worker_going_busy(as_agent_007, claimed, worker_007):
+    change = AuditEntry.objects.get(action="worker.status_changed", target_id=worker_007)
+    assert (change.actor, change.actor_type, change.target_type) == ("agent_007", "agent", "worker")
+    assert change.details == {"from": "idle", "to": "busy"}
+
+
+def test_complete_audits_the_worker_going_idle(as_agent_007, claimed, worker_007):
+    complete(as_agent_007, claimed)
+    changes = AuditEntry.objects.filter(action="worker.status_changed", target_id=worker_007).order_by("id")
+    assert [entry.details for entry in changes] == [{"from": "idle", "to": "busy"}, {"from": "busy", "to": "idle"}]
+
+
+def test_worker_already_busy_claims_more_without_a_status_change_entry(as_agent_007, make_task, claimed, worker_007):
+    enqueue(as_agent_007, make_task())
+    assert claim(as_agent_007, worker_007).status_code == 200
+    assert AuditEntry.objects.filter(action="worker.status_changed", target_id=worker_007).count() == 1
+
+
+def test_worker_holding_more_work_stays_busy_after_completing_one(as_agent_007, make_task, claimed, worker_007):
+    enqueue(as_agent_007, make_task())
+    claim(as_agent_007, worker_007)
+    complete(as_agent_007, claimed)
+    assert Worker.objects.get(pk=worker_007).status == Worker.Status.BUSY
+    assert AuditEntry.objects.filter(action="worker.status_changed", target_id=worker_007).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_offline_worker_that_claims_is_idle_again_and_the_entry_is_sealed(as_agent_007, worker_007):
+    Worker.objects.filter(pk=worker_007).update(status=Worker.Status.OFFLINE)
+    assert claim(as_agent_007, worker_007).status_code == 204
+    assert Worker.objects.get(pk=worker_007).status == Worker.Status.IDLE
+    change = AuditEntry.objects.get(action="worker.status_changed", target_id=worker_007)
+    assert change.details == {"from": "offline", "to": "idle"}
+    assert change.seq is not None
+
+
+def test_claim_with_nothing_to_claim_audits_no_status_change(as_agent_007, worker_007):
+    claim(as_agent_007, worker_007)
+    assert not AuditEntry.objects.filter(action="worker.status_changed").exists()
+
+
+def test_claim_of_work_whose_task_is_not_queued_is_409_and_claims_nothing(as_agent_007, make_task, worker_007):
+    task_id = make_task()
+    work_order_id = enqueue(as_agent_007, task_id).json()["id"]
+    Task.objects.filter(pk=task_id).update(status=Task.Status.COMPLETED)  # a task out of step with its work
+    response = claim(as_agent_007, worker_007)
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_transition")
+    assert "task is completed" in response.json()["message"]
+    assert WorkOrder.objects.get(pk=work_order_id).status == WorkOrder.Status.QUEUED
+    assert not Execution.objects.exists()
+    assert Worker.objects.get(pk=worker_007).status == Worker.Status.IDLE
+
+
+def test_completing_work_whose_task_is_not_in_progress_is_409_and_changes_nothing(as_agent_007, claimed):
+    task_id = WorkOrder.objects.get(pk=claimed).task_id
+    Task.objects.filter(pk=task_id).update(status=Task.Status.CANCELLED)
+    response = complete(as_agent_007, claimed)
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_transition")
+    assert WorkOrder.objects.get(pk=claimed).status == WorkOrder.Status.CLAIMED
+    assert Execution.objects.get(work_order_id=claimed).status == Execution.Status.RUNNING
+
+
+def test_task_status_change_from_an_unexpected_status_raises_conflict(agent_007, make_task):
+    task_id = make_task()
+    with pytest.raises(Conflict, match="task is queued"):
+        queue_services._set_task_status(
+            task_id=task_id, status=Task.Status.COMPLETED, from_statuses=(Task.Status.IN_PROGRESS,)
+        )
+    assert Task.objects.get(pk=task_id).status == Task.Status.QUEUED
+
+
+def test_system_may_complete_held_work_and_is_audited_as_system(claimed):
+    work_order = task_services.work_order_complete(actor=SYSTEM, work_order_id=claimed, output="closed by HOL")
+    assert work_order.status == WorkOrder.Status.COMPLETED
+    entry = AuditEntry.objects.get(action="work_order.completed", target_id=claimed)
+    assert (entry.actor, entry.actor_type) == ("system", "system")
+
+
+def test_claim_takes_its_time_from_now(agent_007, as_agent_007, make_task, worker_007, settings):
+    enqueue(as_agent_007, make_task())
+    moment = timezone.now() + timedelta(days=1)
+    work_order = task_services.work_order_claim(actor=agent_007, worker_id=worker_007, now=moment)
+    assert work_order.claimed_at == moment
+    assert work_order.lease_expires_at == moment + timedelta(seconds=settings.HOL_LEASE_SECONDS)
+    assert Execution.objects.get(work_order=work_order).started_at == moment
+
+
+def test_claim_and_complete_audit_entries_seal_into_a_valid_chain(as_agent_007, claimed):
+    complete(as_agent_007, claimed)
+    audit_seal_pending()
+    result = audit_verify()
+    assert (result.ok, result.pending) == (True, 0)
+    claimed_entry = AuditEntry.objects.get(action="work_order.claimed", target_id=claimed)
+    assert (claimed_entry.component, claimed_entry.target_type, claimed_entry.phase) == ("tasks", "workorder", "")
+    assert claimed_entry.details == {"attempt": 1, "worker": str(WorkOrder.objects.get(pk=claimed).worker_id)}
+
+
+def test_queue_functions_write_only_named_audit_actions():
+    install = importlib.import_module("tasks.migrations.0002_queue_functions").INSTALL
+    written = set(re.findall(r"'((?:work_order|worker)\.[a-z_]+)'", install))
+    assert written == {"work_order.claimed", "work_order.completed", "worker.status_changed"}
+    assert written <= {action.value for action in AuditAction}
+
+
 # --- leases: expiry, back-off, retries, heartbeats ------------------------------------------------
 
 
@@ -288,23 +398,16 @@ def test_requeued_work_is_not_claimable_during_back_off(
 
 
 def test_requeued_work_is_claimed_by_another_worker_once_back_off_ends(
-    as_agent_007, as_agent_008, make_task, worker_007, worker_008, settings
+    as_agent_007, agent_008, make_task, worker_007, worker_008, settings
 ):
     settings.HOL_LEASE_SECONDS = 0
-    settings.HOL_RETRY_BACKOFF_SECONDS = 0.3
+    settings.HOL_RETRY_BACKOFF_SECONDS = 30
     enqueue(as_agent_007, make_task())
     work_order_id = claim(as_agent_007, worker_007).json()["id"]
     requeue_lapsed_work()
-    settings.HOL_LEASE_SECONDS = 60
     available_at = WorkOrder.objects.get(pk=work_order_id).available_at
-    time.sleep(max(0.0, (available_at - timezone.now()).total_seconds()) + 0.05)
-    response = claim(as_agent_008, worker_008)
-    assert response.status_code == 200, response.content
-    assert (response.json()["id"], response.json()["worker"], response.json()["retry_count"]) == (
-        work_order_id,
-        worker_008,
-        1,
-    )
+    work_order = task_services.work_order_claim(actor=agent_008, worker_id=worker_008, now=available_at)
+    assert (str(work_order.pk), str(work_order.worker_id), work_order.retry_count) == (work_order_id, worker_008, 1)
     attempts = sorted(Execution.objects.filter(work_order_id=work_order_id).values_list("attempt", "status"))
     assert attempts == [(1, "failed"), (2, "running")]
 
@@ -383,6 +486,14 @@ def test_heartbeat_extends_the_lease(as_agent_007, make_task, worker_007, settin
     assert WorkOrder.objects.get(pk=work_order_id).lease_expires_at >= before + timedelta(seconds=60)
     assert requeue_lapsed_work()["work_orders_requeued"] == 0
     assert WorkOrder.objects.get(pk=work_order_id).status == WorkOrder.Status.CLAIMED
+
+
+def test_beat_requeues_a_lease_that_lapsed_by_the_time_it_is_given(claimed, settings):
+    later = timezone.now() + timedelta(seconds=settings.HOL_LEASE_SECONDS + 1)
+    assert task_services.work_orders_requeue_lapsed(now=later) == 1
+    work_order = WorkOrder.objects.get(pk=claimed)
+    assert (work_order.status, work_order.retry_count) == ("queued", 1)
+    assert AuditEntry.objects.filter(action="work_order.requeued", target_id=claimed, actor="system").exists()
 
 
 def test_live_lease_is_left_alone_by_beat(claimed):

@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tasks", "0001_initial")]
+    dependencies = [("tasks", "0002_queue_functions")]
 
     operations = [
         migrations.RenameField(model_name="execution", old_name="session", new_name="agent_session"),

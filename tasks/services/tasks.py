@@ -153,5 +153,5 @@ def _cancel_active_work(*, actor: User, task: Task) -> None:
             Execution.objects.filter(work_order=work_order, status=Execution.Status.RUNNING).update(
                 status=Execution.Status.FAILED, completed_at=now, output="cancelled"
             )
-            _release_worker(work_order.worker_id)
+            _release_worker(work_order.worker_id, actor=actor)
         audit_record(actor=actor, action=AuditAction.WORK_ORDER_CANCELLED, target=work_order, task_id=task.pk)
