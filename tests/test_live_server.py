@@ -6,6 +6,7 @@ freshly migrated file of its own; on PostgreSQL it serves the test database itse
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,6 @@ from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.test_embedded_redis import stop_and_remove
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENT_PASSWORD = "pw-live-agent"
 START_SECONDS = 60
 
 
@@ -46,7 +46,10 @@ def manage(env: dict, *args: str) -> None:
 def live_env(django_db_setup, django_db_blocker):
     """Environment for HOL processes serving the same database as this test run."""
     data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    # HOL's defaults, not the ones of whoever runs the tests: no debug pages, no trusted proxy.
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "HOL_DEBUG", "HOL_TRUST_PROXY")
+    }
     env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
     env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
     with django_db_blocker.unblock():
@@ -82,15 +85,18 @@ def base_url(live_env):
 
 
 @pytest.fixture
-def demo_agent(live_env, transactional_db) -> str:
-    """The demo agent account, made by the same command `./bin/hol run` uses."""
-    manage(live_env, "bootstrap_roles", "--demo-users", "--password", AGENT_PASSWORD)
-    return "demo_agent"
+def demo_passwords(live_env, transactional_db) -> dict[str, str]:
+    """The demo accounts, made by the same command `./bin/hol run` uses, and their passwords as
+    that command keeps them in the data dir."""
+    manage(live_env, "bootstrap_roles", "--demo-users")
+    return json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
 
 
-def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_agent, new_task):
+def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_passwords, new_task):
     with httpx.Client(base_url=base_url, timeout=10) as http:
-        token = http.post("/api/v1/auth/token", json={"username": demo_agent, "password": AGENT_PASSWORD})
+        token = http.post(
+            "/api/v1/auth/token", json={"username": "demo_agent", "password": demo_passwords["demo_agent"]}
+        )
         assert token.status_code == 200, token.text
         http.headers["Authorization"] = f"Bearer {token.json()['access']}"
 
