@@ -133,3 +133,24 @@ def test_live_server_serves_the_openapi_schema_with_the_queue(base_url, transact
     assert response.status_code == 200
     assert "/api/v1/queue/claim" in response.text
     assert "/api/v1/auth/token" in response.text
+
+
+# --- what an error page tells a stranger ----------------------------------------------------------
+
+# Words of Django's debug pages: the URL patterns of a 404, the settings of a 400 or 500.
+DEBUG_PAGE_WORDS = ("URLconf", "urlpatterns", "REDIS_URL", "CELERY_BROKER_URL", "HOL_DATA_DIR", "Traceback")
+
+
+def test_a_404_shows_no_url_patterns_or_settings(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/no-such-page/", timeout=10)
+    assert response.status_code == 404
+    assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
+
+
+def test_an_oversized_admin_login_form_gets_a_400_that_shows_no_settings(base_url, transactional_db):
+    form = {"username": "x" * (2 * 1024 * 1024), "password": "guess"}
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
+        browser.get("/admin/login/")  # the CSRF cookie, so the form itself is read
+        response = browser.post("/admin/login/", data=form)
+    assert response.status_code == 400
+    assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
