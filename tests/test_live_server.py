@@ -6,8 +6,11 @@ freshly migrated file of its own; on PostgreSQL it serves the test database itse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +22,7 @@ import httpx
 import pytest
 from django.db import connection
 
+from hol import embedded_redis
 from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.test_embedded_redis import stop_and_remove
 
@@ -154,3 +158,63 @@ def test_an_oversized_admin_login_form_gets_a_400_that_shows_no_settings(base_ur
         response = browser.post("/admin/login/", data=form)
     assert response.status_code == 400
     assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
+
+
+# --- `./bin/hol run` itself -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate, what: str, log: Path, launcher: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + 180
+    while not predicate():
+        assert launcher is None or launcher.poll() is None, f"the launcher exited while {what}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out while {what}:\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+def command_lines() -> list[str]:
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="the launcher test runs on the embedded defaults")
+def test_the_launcher_starts_hol_with_demo_accounts_and_stops_its_redis():
+    """On the embedded defaults: demo passwords printed, on no command line, each signing in as
+    its own account; Ctrl-C stops every process, the Redis server it started included."""
+    with tempfile.TemporaryDirectory(prefix="hol-run-") as name:
+        data_dir, log = Path(name) / "data", Path(name) / "launcher.log"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("HOL_")}
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env.update(HOL_DATA_DIR=str(data_dir), HOL_ENV_FILE=str(Path(name) / "no.env"), HOL_LOG_LEVEL="WARNING")
+        port = free_port()
+        command = [sys.executable, "-m", "hol.launcher", "run", "--port", str(port), "--web-processes", "1"]
+        with log.open("w") as output:
+            launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "Ctrl-C stops everything" in log.read_text(), "starting", log, launcher)
+            passwords = json.loads((data_dir / "demo-accounts.json").read_text())
+            assert {"demo_devops_engineer", "demo_devops_engineer_2", "demo_agent"} <= set(passwords)
+            assert all(password in log.read_text() for password in passwords.values())
+            assert [line for line in command_lines() if any(p in line for p in passwords.values())] == []
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/api/v1/auth/token",
+                json={"username": "demo_devops_engineer_2", "password": passwords["demo_devops_engineer_2"]},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            assert embedded_redis.answers_ping(data_dir / "redis.sock")
+        finally:
+            launcher.send_signal(signal.SIGINT)
+            launcher.wait(timeout=60)
+        assert launcher.returncode == 0, log.read_text()
+        wait_for(lambda: not embedded_redis.answers_ping(data_dir / "redis.sock"), "stopping redis", log)
