@@ -63,6 +63,9 @@ def prepare(data_dir: Path | None = None) -> Path:
     data_dir = Path(data_dir or data_dir_from_env())
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.chmod(0o700)
+    for path in data_dir.iterdir():  # files an older HOL left readable by others
+        if path.is_file() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
     (data_dir / "static").mkdir(mode=0o700, exist_ok=True)
     for variable, name in (("HOL_SECRET_KEY", SECRET_KEY_FILE), ("HOL_AUDIT_CHECKPOINT_KEY", CHECKPOINT_KEY_FILE)):
         if not os.environ.get(variable) and read_secret(data_dir, name) is None:

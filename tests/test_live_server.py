@@ -160,6 +160,20 @@ def test_an_oversized_admin_login_form_gets_a_400_that_shows_no_settings(base_ur
     assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
 
 
+def test_guessing_passwords_through_daphne_is_throttled(base_url, live_env, transactional_db):
+    try:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            answers = [
+                http.post("/api/v1/auth/token", json={"username": "demo_tech_lead", "password": f"guess-{n}"})
+                for n in range(12)
+            ]
+        assert answers[0].status_code == 401
+        assert answers[-1].status_code == 429
+        assert int(answers[-1].headers["Retry-After"]) > 0
+    finally:
+        manage(live_env, "axes_reset")  # the other tests sign in from this address too
+
+
 # --- `./bin/hol run` itself -----------------------------------------------------------------------
 
 

@@ -185,6 +185,17 @@ def test_the_embedded_database_and_the_data_dir_are_private(fresh_dir):
     assert readable_by_others == []
 
 
+def test_a_data_dir_an_older_hol_left_open_is_closed_on_start(tmp_path):
+    data_dir = tmp_path / "old"
+    data_dir.mkdir()
+    (data_dir / "db.sqlite3").write_text("")
+    data_dir.chmod(0o755)
+    (data_dir / "db.sqlite3").chmod(0o644)
+    datadir.prepare(data_dir)
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "db.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
 # --- forwarded headers ----------------------------------------------------------------------------
 
 
