@@ -196,7 +196,9 @@ AXES_FAILURE_LIMIT = env_int("HOL_LOGIN_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("HOL_LOGIN_COOLOFF_SECONDS", 15 * 60))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_LOCKOUT_CALLABLE = "hol.auth.lockout_response"
-AXES_RESET_ON_SUCCESS = True
+# Failures expire with the cool-off, never on a success: signing in to one's own account from an
+# address would otherwise wipe the failures counted there against someone else's.
+AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
 
 REST_FRAMEWORK = {

@@ -273,6 +273,17 @@ def test_wrong_passwords_for_many_usernames_from_one_address_lock_the_address(se
     assert obtain("carol_devops", "pw-carol_devops", REMOTE_ADDR="198.51.100.7").status_code == 200
 
 
+def test_signing_in_to_ones_own_account_does_not_wipe_the_failures_against_another(
+    client, settings, carol_devops, bob_tech_lead
+):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        obtain("carol_devops", "guess", REMOTE_ADDR="203.0.113.9")
+    own = {"username": "bob_tech_lead", "password": "pw-bob_tech_lead"}
+    assert client.post("/admin/login/", own, REMOTE_ADDR="203.0.113.9").status_code == 302
+    obtain("carol_devops", "guess", REMOTE_ADDR="203.0.113.9")
+    assert obtain("carol_devops", "pw-carol_devops", REMOTE_ADDR="203.0.113.9").status_code == 429
+
+
 def test_the_admin_login_is_throttled(client, settings, carol_devops):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": "carol_devops", "password": "guess"})
