@@ -346,6 +346,13 @@ def test_a_new_password_from_hol_user_revokes_the_tokens(agent_007):
     assert bearer(access).get("/api/v1/tasks").status_code == 401
 
 
+def test_hol_user_deactivate_stops_the_accounts_tokens(agent_007):
+    pair = obtain("agent_007", "pw-agent_007").json()
+    call_command("hol_user", "deactivate", "agent_007", stdout=StringIO())
+    assert bearer(pair["access"]).get("/api/v1/tasks").status_code == 401
+    assert refresh(pair["refresh"]) == 401
+
+
 # --- demo accounts and people ---------------------------------------------------------------------
 
 
