@@ -43,10 +43,15 @@ def hol_env(**changes: str) -> dict[str, str]:
     return env
 
 
-def run_python(source: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def run_hol(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` in the repository, as an operator would run it."""
     return subprocess.run(
-        [sys.executable, "-c", source, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT_SECONDS
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT_SECONDS
     )
+
+
+def run_python(source: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return run_hol(env, "-c", source)
 
 
 BOOTED = ("DEBUG", "SECURE_PROXY_SSL_HEADER", "SECRET_KEY", "HOL_AUDIT_CHECKPOINT_KEY")
@@ -170,14 +175,7 @@ def test_the_audit_checkpoint_key_is_a_secret_of_its_own(settings):
 
 def test_the_embedded_database_and_the_data_dir_are_private(fresh_dir):
     source = "from django.db import connection\nconnection.ensure_connection()\nconnection.close()"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", source],
-        cwd=ROOT,
-        env=hol_env(HOL_DATA_DIR=str(fresh_dir)),
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
+    result = run_hol(hol_env(HOL_DATA_DIR=str(fresh_dir)), "manage.py", "shell", "-c", source)
     assert result.returncode == 0, result.stderr
     assert (fresh_dir / "db.sqlite3").exists()
     assert fresh_dir.stat().st_mode & 0o777 == 0o700
@@ -234,14 +232,7 @@ def test_check_deploy_is_clean_for_the_readme_production_settings(fresh_dir):
     production = readme_production_env()
     assert production["HOL_HTTPS"] == "1"
     env = hol_env(HOL_DATA_DIR=str(fresh_dir), **production)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
+    result = run_hol(env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -472,13 +463,6 @@ def test_hol_manage_reads_the_env_file(tmp_path):
     data_dir = tmp_path / "from-env-file"
     env_file = tmp_path / ".env"
     env_file.write_text(f"# HOL settings\nexport HOL_DATA_DIR='{data_dir}'\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "hol.launcher", "manage", "check"],
-        cwd=ROOT,
-        env=hol_env(HOL_ENV_FILE=str(env_file)),
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
+    result = run_hol(hol_env(HOL_ENV_FILE=str(env_file)), "-m", "hol.launcher", "manage", "check")
     assert result.returncode == 0, result.stderr
     assert (data_dir / datadir.SECRET_KEY_FILE).exists()
