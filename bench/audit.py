@@ -296,6 +296,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import django
 
+    from hol import datadir
+
+    datadir.prepare()  # the data dir's keys, as manage.py makes them
     django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group

@@ -387,6 +387,9 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
     import django
 
+    from hol import datadir
+
+    datadir.prepare()  # the data dir's keys, as manage.py makes them
     django.setup()
     from django.conf import settings
 

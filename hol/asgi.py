@@ -1,4 +1,8 @@
-"""ASGI entry point served by daphne: HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point served by daphne: HTTP through Django, WebSockets through Channels.
+
+An entry point: it prepares the data dir (keys) and, on the embedded defaults, starts the shared
+Redis server unless another HOL process already did.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,13 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from hol import datadir
+from hol.embedded_redis import start_if_embedded
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
+datadir.prepare()
 django_asgi_app = get_asgi_application()
+start_if_embedded()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

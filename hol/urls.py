@@ -4,16 +4,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 
 from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
 from approvals.metrics import metrics_view
 from audit.api import AuditViewSet
+from hol.auth import ThrottledTokenObtainPairView, admin_login
 from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
-
-admin.site.site_header = "HOL"
-admin.site.site_title = "HOL admin"
-admin.site.index_title = "Human Operations Layer"
 
 router = DefaultRouter()
 router.trailing_slash = "/?"  # both /api/v1/tasks and /api/v1/tasks/ answer
@@ -24,9 +21,15 @@ router.register("sessions", SessionViewSet, basename="session")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("approvals", ApprovalViewSet, basename="approval")
 
+admin.site.site_header = "HOL"
+admin.site.site_title = "HOL admin"
+admin.site.index_title = "Human Operations Layer"
+
 urlpatterns = [
+    # Ahead of the admin's own: the same login, telling how demo accounts sign in when they exist.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
-    path("api/v1/auth/token", TokenObtainPairView.as_view(), name="token"),
+    path("api/v1/auth/token", ThrottledTokenObtainPairView.as_view(), name="token"),
     path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/v1/auth/token/verify", TokenVerifyView.as_view(), name="token-verify"),
     # An async view (the long-poll must hold no thread while it waits), ahead of the router.

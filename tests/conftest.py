@@ -95,6 +95,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedded_redis_server():
+    """On the embedded defaults the tests use HOL's own Redis: started here unless already running,
+    and stopped at the end by whoever started it (as `./bin/hol run` does on Ctrl-C)."""
+    from django.conf import settings
+
+    from hol import embedded_redis
+
+    started = embedded_redis.start_if_embedded()
+    yield
+    if started:
+        embedded_redis.stop(settings.HOL_REDIS_SOCKET)
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
     """Personas are created in almost every test; PBKDF2's deliberate slowness costs ~0.3 s each."""

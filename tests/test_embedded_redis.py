@@ -1,5 +1,6 @@
 """The embedded Redis of SPEC §2 is one real server that separate HOL processes share: a message sent
-from one process (Channels layer, Celery broker) arrives in another."""
+from one process (Channels layer, Celery broker) arrives in another. Importing the settings starts
+none; the entry points (daphne's ASGI app, the Celery worker and Beat, the launcher) do."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from hol import embedded_redis
+from hol import datadir, embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 90
@@ -29,8 +30,12 @@ def hol_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def hol_python(data_dir: Path, source: str, *args: str) -> subprocess.Popen:
-    prelude = "import django\ndjango.setup()\nfrom django.conf import settings\n"
+def hol_python(data_dir: Path, source: str, *args: str, prelude: str = "") -> subprocess.Popen:
+    """A Python process with Django set up on `data_dir`, as an entry point sets it up."""
+    prelude = prelude or (
+        "import django\ndjango.setup()\nfrom django.conf import settings\n"
+        "from hol.embedded_redis import start_if_embedded\nstart_if_embedded()\n"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", prelude + textwrap.dedent(source), *args],
         cwd=ROOT,
@@ -81,7 +86,7 @@ def stop_and_remove(data_dir: Path) -> None:
 def redis_dir():
     """A private data dir (short path: unix socket paths are limited to ~100 bytes) with HOL's
     embedded Redis started on its socket; the server is stopped afterwards."""
-    data_dir = Path(tempfile.mkdtemp(prefix="hol-redis-")).resolve()
+    data_dir = datadir.prepare(Path(tempfile.mkdtemp(prefix="hol-redis-")).resolve())
     embedded_redis.ensure_running(data_dir / "redis.sock")
     yield data_dir
     stop_and_remove(data_dir)
@@ -197,3 +202,39 @@ def test_stop_shuts_the_embedded_server_down():
             time.sleep(0.05)
     finally:
         stop_and_remove(data_dir)
+
+
+# --- who starts the server ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prepared_dir():
+    """A data dir with its keys (as manage.py leaves it) and no Redis server running."""
+    data_dir = datadir.prepare(Path(tempfile.mkdtemp(prefix="hol-redis-")).resolve())
+    yield data_dir
+    stop_and_remove(data_dir)
+
+
+def test_django_setup_starts_no_redis_server(prepared_dir):
+    source = "from django.conf import settings\nprint(settings.REDIS_URL)"
+    assert finish(hol_python(prepared_dir, source, prelude="import django\ndjango.setup()\n")).startswith("unix://")
+    assert not (prepared_dir / "redis.pid").exists()
+    assert not embedded_redis.answers_ping(prepared_dir / "redis.sock")
+
+
+def test_django_setup_makes_no_data_dir(tmp_path):
+    missing = tmp_path / "never-made"
+    hol_python(missing, "", prelude="import django\ndjango.setup()\n").communicate(timeout=WAIT_SECONDS)
+    assert not missing.exists()
+
+
+def test_the_asgi_application_starts_the_embedded_server(prepared_dir):
+    finish(hol_python(prepared_dir, "", prelude="import hol.asgi\n"))
+    assert embedded_redis.answers_ping(prepared_dir / "redis.sock")
+
+
+def test_celery_beat_start_starts_the_embedded_server(prepared_dir):
+    # What `celery -A hol beat` does on start: import the app, then send beat_init.
+    prelude = "import hol\nfrom celery import signals\nsignals.beat_init.send(sender=None)\n"
+    finish(hol_python(prepared_dir, "", prelude=prelude))
+    assert embedded_redis.answers_ping(prepared_dir / "redis.sock")

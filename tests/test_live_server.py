@@ -6,7 +6,11 @@ freshly migrated file of its own; on PostgreSQL it serves the test database itse
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,11 +22,11 @@ import httpx
 import pytest
 from django.db import connection
 
+from hol import embedded_redis
 from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.test_embedded_redis import stop_and_remove
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENT_PASSWORD = "pw-live-agent"
 START_SECONDS = 60
 
 
@@ -46,7 +50,10 @@ def manage(env: dict, *args: str) -> None:
 def live_env(django_db_setup, django_db_blocker):
     """Environment for HOL processes serving the same database as this test run."""
     data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    # HOL's defaults, not the ones of whoever runs the tests: no debug pages, no trusted proxy.
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "HOL_DEBUG", "HOL_TRUST_PROXY")
+    }
     env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
     env["HOL_ALLOWED_REPO_PREFIXES"] = "https://github.com/"
     env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
@@ -83,15 +90,18 @@ def base_url(live_env):
 
 
 @pytest.fixture
-def demo_agent(live_env, transactional_db) -> str:
-    """The demo agent account, made by the same command `./bin/hol run` uses."""
-    manage(live_env, "bootstrap_roles", "--demo-users", "--password", AGENT_PASSWORD)
-    return "demo_agent"
+def demo_passwords(live_env, transactional_db) -> dict[str, str]:
+    """The demo accounts, made by the same command `./bin/hol run` uses, and their passwords as
+    that command keeps them in the data dir."""
+    manage(live_env, "bootstrap_roles", "--demo-users")
+    return json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
 
 
-def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_agent, new_task):
+def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_passwords, new_task):
     with httpx.Client(base_url=base_url, timeout=10) as http:
-        token = http.post("/api/v1/auth/token", json={"username": demo_agent, "password": AGENT_PASSWORD})
+        token = http.post(
+            "/api/v1/auth/token", json={"username": "demo_agent", "password": demo_passwords["demo_agent"]}
+        )
         assert token.status_code == 200, token.text
         http.headers["Authorization"] = f"Bearer {token.json()['access']}"
 
@@ -128,3 +138,98 @@ def test_live_server_serves_the_openapi_schema_with_the_queue(base_url, transact
     assert response.status_code == 200
     assert "/api/v1/queue/claim" in response.text
     assert "/api/v1/auth/token" in response.text
+
+
+# --- what an error page tells a stranger ----------------------------------------------------------
+
+# Words of Django's debug pages: the URL patterns of a 404, the settings of a 400 or 500.
+DEBUG_PAGE_WORDS = ("URLconf", "urlpatterns", "REDIS_URL", "CELERY_BROKER_URL", "HOL_DATA_DIR", "Traceback")
+
+
+def test_a_404_shows_no_url_patterns_or_settings(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/no-such-page/", timeout=10)
+    assert response.status_code == 404
+    assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
+
+
+def test_an_oversized_admin_login_form_gets_a_400_that_shows_no_settings(base_url, transactional_db):
+    form = {"username": "x" * (2 * 1024 * 1024), "password": "guess"}
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
+        browser.get("/admin/login/")  # the CSRF cookie, so the form itself is read
+        response = browser.post("/admin/login/", data=form)
+    assert response.status_code == 400
+    assert [word for word in DEBUG_PAGE_WORDS if word in response.text] == []
+
+
+def test_guessing_passwords_through_daphne_is_throttled(base_url, live_env, transactional_db):
+    try:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            answers = [
+                http.post("/api/v1/auth/token", json={"username": "demo_tech_lead", "password": f"guess-{n}"})
+                for n in range(12)
+            ]
+        assert answers[0].status_code == 401
+        assert answers[-1].status_code == 429
+        assert int(answers[-1].headers["Retry-After"]) > 0
+    finally:
+        manage(live_env, "axes_reset")  # the other tests sign in from this address too
+
+
+# --- `./bin/hol run` itself -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate, what: str, log: Path, launcher: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + 180
+    while not predicate():
+        assert launcher is None or launcher.poll() is None, f"the launcher exited while {what}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out while {what}:\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+def command_lines() -> list[str]:
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="the launcher test runs on the embedded defaults")
+def test_the_launcher_starts_hol_with_demo_accounts_and_stops_its_redis():
+    """On the embedded defaults: demo passwords printed, on no command line, each signing in as
+    its own account; Ctrl-C stops every process, the Redis server it started included."""
+    with tempfile.TemporaryDirectory(prefix="hol-run-") as name:
+        data_dir, log = Path(name) / "data", Path(name) / "launcher.log"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("HOL_")}
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env.update(HOL_DATA_DIR=str(data_dir), HOL_ENV_FILE=str(Path(name) / "no.env"), HOL_LOG_LEVEL="WARNING")
+        port = free_port()
+        command = [sys.executable, "-m", "hol.launcher", "run", "--port", str(port), "--web-processes", "1"]
+        with log.open("w") as output:
+            launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "Ctrl-C stops everything" in log.read_text(), "starting", log, launcher)
+            passwords = json.loads((data_dir / "demo-accounts.json").read_text())
+            assert {"demo_devops_engineer", "demo_devops_engineer_2", "demo_agent"} <= set(passwords)
+            assert all(password in log.read_text() for password in passwords.values())
+            assert [line for line in command_lines() if any(p in line for p in passwords.values())] == []
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/api/v1/auth/token",
+                json={"username": "demo_devops_engineer_2", "password": passwords["demo_devops_engineer_2"]},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            assert embedded_redis.answers_ping(data_dir / "redis.sock")
+        finally:
+            launcher.send_signal(signal.SIGINT)
+            launcher.wait(timeout=60)
+        assert launcher.returncode == 0, log.read_text()
+        wait_for(lambda: not embedded_redis.answers_ping(data_dir / "redis.sock"), "stopping redis", log)
