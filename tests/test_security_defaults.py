@@ -453,7 +453,7 @@ def test_the_admin_login_page_mentions_no_demo_accounts_when_there_are_none(clie
 
 @pytest.mark.django_db
 def test_the_admin_is_titled_hol(client):
-    assert "<title>Log in | HOL</title>" in client.get("/admin/login/").content.decode()
+    assert "<title>Log in | HOL admin</title>" in client.get("/admin/login/").content.decode()
 
 
 # --- ./bin/hol manage -----------------------------------------------------------------------------
