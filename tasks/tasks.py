@@ -1,11 +1,35 @@
-"""Celery tasks of the tasks app: Beat housekeeping. Each takes no objects, calls services, and
-is safe to run twice or concurrently."""
+"""Celery tasks of the tasks app: carrying out work orders, and Beat housekeeping. Each takes ids,
+not objects, calls services, and is safe to run twice or concurrently."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from celery import shared_task
 
+from tasks import runner
 from tasks import services as task_services
+
+
+@shared_task(
+    bind=True,
+    name="tasks.tasks.run_work_order",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def run_work_order(self, work_order_id: str) -> None:
+    """Carry out a work order with the agent command. The message is acknowledged only when the
+    run ends, so a worker killed mid-run has it redelivered; while the order waits (back-off, or
+    another worker holds it) the message comes back later instead of being dropped."""
+    try:
+        work_order_uuid = UUID(str(work_order_id))
+    except ValueError:
+        return
+    look_again_in = runner.carry_out(work_order_uuid)
+    if look_again_in is not None:
+        raise self.retry(countdown=look_again_in)
 
 
 @shared_task(name="tasks.tasks.requeue_lapsed_work")
