@@ -1,0 +1,180 @@
+"""The hol_agent client and CLI against HOL served by a real daphne (see test_live_server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_live_server import AGENT_PASSWORD, base_url, demo_agent, live_env  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def token_for(base: str, username: str) -> str:
+    response = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": AGENT_PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()["access"]
+
+
+def hol_agent(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    # Only what an agent's run gets: the CLI needs no Django, settings or database.
+    clean = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "hol_agent", *args], env=clean, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_hol_agent(*args: str, env: dict) -> subprocess.Popen:
+    clean = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hol_agent", *args], env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture
+def agent(base_url, demo_agent):  # noqa: F811 - pytest fixtures
+    """The demo agent's API session and the environment a HOL run would give it."""
+    token = token_for(base_url, demo_agent)
+    http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    yield http, {"HOL_API_URL": base_url, "HOL_TOKEN": token}
+    http.close()
+
+
+@pytest.fixture
+def tech_lead(base_url, demo_agent):  # noqa: F811
+    token = token_for(base_url, "demo_tech_lead")
+    with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        yield http
+
+
+@pytest.fixture
+def enqueued(agent, new_task):
+    """A worker of the demo agent and one enqueued task: (worker id, task id)."""
+    http, _ = agent
+    worker = http.post("/api/v1/workers", json={"name": "cli-laptop"})
+    assert worker.status_code == 201, worker.text
+    task = http.post("/api/v1/tasks", json=new_task())
+    assert task.status_code == 201, task.text
+    assert http.post("/api/v1/queue/enqueue", json={"task_id": task.json()["id"]}).status_code == 201
+    return worker.json()["id"], task.json()["id"]
+
+
+def test_claim_prints_the_claimed_work_order(agent, enqueued):
+    _, env = agent
+    worker_id, task_id = enqueued
+    result = hol_agent("claim", "--worker-id", worker_id, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["task"]["id"] == task_id
+
+
+def test_claim_exits_1_when_nothing_is_queued(agent, enqueued):
+    _, env = agent
+    worker_id, _ = enqueued
+    assert hol_agent("claim", "--worker-id", worker_id, env=env).returncode == 0
+    assert hol_agent("claim", "--worker-id", worker_id, env=env).returncode == 1
+
+
+def test_complete_finishes_the_work_order_named_by_the_environment(agent, enqueued):
+    http, env = agent
+    worker_id, task_id = enqueued
+    work_order = json.loads(hol_agent("claim", "--worker-id", worker_id, env=env).stdout)
+    result = hol_agent("complete", "--output", "all good", env={**env, "HOL_WORK_ORDER_ID": work_order["id"]})
+    assert result.returncode == 0, result.stderr
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed"
+
+
+def test_fail_without_retry_fails_the_task_for_good(agent, enqueued):
+    http, env = agent
+    worker_id, task_id = enqueued
+    work_order = json.loads(hol_agent("claim", "--worker-id", worker_id, env=env).stdout)
+    result = hol_agent(
+        "fail", "--error", "tests broke", "--no-retry", env={**env, "HOL_WORK_ORDER_ID": work_order["id"]}
+    )
+    assert result.returncode == 0, result.stderr
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "failed"
+
+
+def test_complete_of_a_work_order_not_held_exits_1(agent, enqueued):
+    _, env = agent
+    result = hol_agent("complete", env={**env, "HOL_WORK_ORDER_ID": "00000000-0000-0000-0000-000000000000"})
+    assert result.returncode == 1
+    assert "404" in result.stderr
+
+
+def test_approve_of_a_low_risk_action_is_approved_and_consumed(agent):
+    http, env = agent
+    result = hol_agent("approve", "--action-type", "file", "--resource-type", "file", "--operation", "read", env=env)
+    assert result.returncode == 0, result.stderr
+    request_id = json.loads(result.stdout)["id"]
+    assert http.get(f"/api/v1/approvals/{request_id}").json()["consumed_at"] is not None
+
+
+def pending_request(http: httpx.Client) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        pending = http.get("/api/v1/approvals", params={"status": "pending"}).json()["results"]
+        if pending:
+            return pending[0]
+        assert time.monotonic() < deadline, "the approval request never appeared"
+        time.sleep(0.1)
+
+
+MEDIUM_RISK = ("approve", "--action-type", "file", "--resource-type", "file", "--operation", "write")
+
+
+def test_approve_waits_for_a_human_approval_and_exits_0(agent, tech_lead):
+    _, env = agent
+    waiting = start_hol_agent(*MEDIUM_RISK, "--details", '{"path": "README.md"}', env=env)
+    request = pending_request(tech_lead)
+    assert tech_lead.post(f"/api/v1/approvals/{request['id']}/approve", json={}).status_code == 200
+    assert waiting.wait(timeout=30) == 0, waiting.stderr.read()
+
+
+def test_approve_exits_1_when_a_human_rejects(agent, tech_lead):
+    _, env = agent
+    waiting = start_hol_agent(*MEDIUM_RISK, env=env)
+    request = pending_request(tech_lead)
+    rejected = tech_lead.post(f"/api/v1/approvals/{request['id']}/reject", json={"justification": "not today"})
+    assert rejected.status_code == 200, rejected.text
+    assert waiting.wait(timeout=30) == 1
+    assert "not today" in waiting.stdout.read()
+
+
+def test_approve_exits_3_and_leaves_the_request_pending_when_nobody_decides_in_time(agent, tech_lead):
+    _, env = agent
+    result = hol_agent(*MEDIUM_RISK, "--wait", "1", env=env)
+    assert result.returncode == 3
+    request_id = json.loads(result.stdout)["id"]
+    assert tech_lead.get(f"/api/v1/approvals/{request_id}").json()["status"] == "pending"
+
+
+def test_approve_exits_2_when_hol_cannot_be_reached():
+    result = hol_agent(*MEDIUM_RISK, env={"HOL_API_URL": "http://127.0.0.1:9", "HOL_TOKEN": "x"})
+    assert result.returncode == 2
+    assert "cannot reach HOL" in result.stderr
+
+
+def test_requests_without_a_valid_token_are_refused_with_exit_1(base_url, enqueued):  # noqa: F811
+    worker_id, _ = enqueued
+    result = hol_agent("claim", "--worker-id", worker_id, env={"HOL_API_URL": base_url, "HOL_TOKEN": "forged"})
+    assert result.returncode == 1
+    assert "401" in result.stderr
+
+
+def test_demo_agent_walks_its_stages_and_exits_0_even_without_hol():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "agents" / "demo_agent.py")],
+        env={"PATH": os.environ["PATH"], "HOL_API_URL": "http://127.0.0.1:9", "HOL_TASK_ID": "t"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[verification] done" in result.stdout
