@@ -11,10 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.core.management import call_command
 
-from tests.test_live_server import AGENT_PASSWORD, base_url, demo_agent, live_env  # noqa: F401 - fixtures
+from tests.test_live_server import AGENT_PASSWORD, base_url, live_env, manage  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests only talk to daphne, but the test database must exist for it to serve.
+pytestmark = pytest.mark.django_db
 
 
 def token_for(base: str, username: str) -> str:
@@ -38,17 +41,28 @@ def start_hol_agent(*args: str, env: dict) -> subprocess.Popen:
     )
 
 
+@pytest.fixture(scope="module")
+def accounts(live_env, django_db_blocker):  # noqa: F811 - pytest fixtures
+    """The demo accounts, made once for the module by the command `./bin/hol run` uses. The
+    tests talk to daphne only, so the database is not flushed between them (a flush would renew
+    the content types the daphne process has cached); it is flushed once at the end."""
+    manage(live_env, "bootstrap_roles", "--demo-users", "--password", AGENT_PASSWORD)
+    yield
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
+
+
 @pytest.fixture
-def agent(base_url, demo_agent):  # noqa: F811 - pytest fixtures
+def agent(base_url, accounts):  # noqa: F811
     """The demo agent's API session and the environment a HOL run would give it."""
-    token = token_for(base_url, demo_agent)
+    token = token_for(base_url, "demo_agent")
     http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
     yield http, {"HOL_API_URL": base_url, "HOL_TOKEN": token}
     http.close()
 
 
 @pytest.fixture
-def tech_lead(base_url, demo_agent):  # noqa: F811
+def tech_lead(base_url, accounts):  # noqa: F811
     token = token_for(base_url, "demo_tech_lead")
     with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         yield http
@@ -56,14 +70,16 @@ def tech_lead(base_url, demo_agent):  # noqa: F811
 
 @pytest.fixture
 def enqueued(agent, new_task):
-    """A worker of the demo agent and one enqueued task: (worker id, task id)."""
+    """A worker of the demo agent and one enqueued task: (worker id, task id). The task is
+    cancelled afterwards, so no test finds another's work on the queue."""
     http, _ = agent
     worker = http.post("/api/v1/workers", json={"name": "cli-laptop"})
     assert worker.status_code == 201, worker.text
     task = http.post("/api/v1/tasks", json=new_task())
     assert task.status_code == 201, task.text
     assert http.post("/api/v1/queue/enqueue", json={"task_id": task.json()["id"]}).status_code == 201
-    return worker.json()["id"], task.json()["id"]
+    yield worker.json()["id"], task.json()["id"]
+    http.patch(f"/api/v1/tasks/{task.json()['id']}", json={"status": "cancelled"})
 
 
 def test_claim_prints_the_claimed_work_order(agent, enqueued):
@@ -116,12 +132,14 @@ def test_approve_of_a_low_risk_action_is_approved_and_consumed(agent):
     assert http.get(f"/api/v1/approvals/{request_id}").json()["consumed_at"] is not None
 
 
-def pending_request(http: httpx.Client) -> dict:
+def pending_request(http: httpx.Client, marker: str) -> dict:
+    """The pending request whose details carry `marker` (each test marks its own)."""
     deadline = time.monotonic() + 20
     while True:
         pending = http.get("/api/v1/approvals", params={"status": "pending"}).json()["results"]
-        if pending:
-            return pending[0]
+        mine = [request for request in pending if request["action_details"].get("test") == marker]
+        if mine:
+            return mine[0]
         assert time.monotonic() < deadline, "the approval request never appeared"
         time.sleep(0.1)
 
@@ -131,16 +149,16 @@ MEDIUM_RISK = ("approve", "--action-type", "file", "--resource-type", "file", "-
 
 def test_approve_waits_for_a_human_approval_and_exits_0(agent, tech_lead):
     _, env = agent
-    waiting = start_hol_agent(*MEDIUM_RISK, "--details", '{"path": "README.md"}', env=env)
-    request = pending_request(tech_lead)
+    waiting = start_hol_agent(*MEDIUM_RISK, "--details", '{"test": "approved"}', env=env)
+    request = pending_request(tech_lead, "approved")
     assert tech_lead.post(f"/api/v1/approvals/{request['id']}/approve", json={}).status_code == 200
     assert waiting.wait(timeout=30) == 0, waiting.stderr.read()
 
 
 def test_approve_exits_1_when_a_human_rejects(agent, tech_lead):
     _, env = agent
-    waiting = start_hol_agent(*MEDIUM_RISK, env=env)
-    request = pending_request(tech_lead)
+    waiting = start_hol_agent(*MEDIUM_RISK, "--details", '{"test": "rejected"}', env=env)
+    request = pending_request(tech_lead, "rejected")
     rejected = tech_lead.post(f"/api/v1/approvals/{request['id']}/reject", json={"justification": "not today"})
     assert rejected.status_code == 200, rejected.text
     assert waiting.wait(timeout=30) == 1
@@ -148,11 +166,12 @@ def test_approve_exits_1_when_a_human_rejects(agent, tech_lead):
 
 
 def test_approve_exits_3_and_leaves_the_request_pending_when_nobody_decides_in_time(agent, tech_lead):
-    _, env = agent
+    http, env = agent
     result = hol_agent(*MEDIUM_RISK, "--wait", "1", env=env)
     assert result.returncode == 3
     request_id = json.loads(result.stdout)["id"]
     assert tech_lead.get(f"/api/v1/approvals/{request_id}").json()["status"] == "pending"
+    http.post(f"/api/v1/approvals/{request_id}/cancel", json={"reason": "test over"})
 
 
 def test_approve_exits_2_when_hol_cannot_be_reached():
