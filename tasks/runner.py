@@ -430,3 +430,24 @@ def carry_out(work_order_id: UUID) -> float | None:
         # The queue hands out its best work, which may be another order; this one is looked at
         # again afterwards, and the other order's own message finds it finished.
         run_claimed(identity, WorkOrder.objects.select_related("task").get(pk=claimed.pk))
+
+
+def lapsed_work_order_ids() -> list[UUID]:
+    """Held work orders whose lease has run out: their holders stopped heartbeating."""
+    return list(
+        WorkOrder.objects.filter(status__in=WorkOrder.HELD, lease_expires_at__lt=timezone.now()).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def dispatch_requeued(work_order_ids: list[UUID]) -> None:
+    """Send a run for each of these work orders that is back on the queue. A duplicate of a
+    message still with the broker is harmless: a run finds the order held or finished."""
+    if not settings.HOL_RUN_WORK_IN_CELERY or not work_order_ids:
+        return
+    from tasks.tasks import run_work_order  # the Celery module imports this one
+
+    queued = WorkOrder.objects.filter(pk__in=work_order_ids, status=WorkOrder.Status.QUEUED)
+    for work_order_id, available_at in queued.values_list("pk", "available_at"):
+        run_work_order.apply_async((str(work_order_id),), eta=available_at)

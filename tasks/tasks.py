@@ -34,11 +34,16 @@ def run_work_order(self, work_order_id: str) -> None:
 
 @shared_task(name="tasks.tasks.requeue_lapsed_work")
 def requeue_lapsed_work() -> dict[str, int]:
-    """Silent workers go offline; held work whose lease lapsed is requeued or failed for good."""
-    return {
+    """Silent workers go offline; held work whose lease lapsed is requeued or failed for good.
+    Requeued work is dispatched to Celery again: its holder died, and a Celery worker killed
+    outright leaves its message with the broker until the broker's visibility timeout."""
+    lapsed = runner.lapsed_work_order_ids()
+    counts = {
         "workers_offline": task_services.workers_mark_silent_offline(),
         "work_orders_requeued": task_services.work_orders_requeue_lapsed(),
     }
+    runner.dispatch_requeued(lapsed)
+    return counts
 
 
 @shared_task(name="tasks.tasks.terminate_stale_sessions")

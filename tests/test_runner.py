@@ -25,6 +25,7 @@ from hol.redact import REDACTED, redact
 from tasks import services as task_services
 from tasks.models import Execution, Task, WorkOrder
 from tasks.runner import run_agent
+from tasks.tasks import requeue_lapsed_work
 from tests.test_live_server import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,16 +165,27 @@ def agent_scripts(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("agents")
 
 
+def stop_worker(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture
-def celery_worker(transactional_db, agent_scripts, tmp_path_factory):
-    """`celery -A hol worker` with two processes, against this run's database and Redis. Its agent
-    command runs the script the test wrote for the task. One worker per test: the test database
-    is flushed between tests, and a worker must not carry cached rows (content types, its own
-    account) or late messages from one test into the next."""
+def start_worker(transactional_db, agent_scripts, tmp_path_factory):
+    """Starts `celery -A hol worker` processes (two pool processes each) against this run's
+    database and Redis; their agent command runs the script the test wrote for the task, unless
+    `agent_command` says otherwise. Workers live for one test: the database is flushed between
+    tests, and a worker must not carry cached rows (content types, its account) or late
+    messages from one test into the next."""
     vendor, settings_dict = connection.vendor, connection.settings_dict
     if vendor != "postgresql":
         pytest.skip("a separate worker process needs the shared PostgreSQL test database")
-    command = (
+    default_command = (
         "python -c 'import os, runpy; "
         f'runpy.run_path(os.path.join("{agent_scripts}", os.environ["HOL_TASK_ID"] + ".py"), run_name="__main__")\''
     )
@@ -184,39 +196,46 @@ def celery_worker(transactional_db, agent_scripts, tmp_path_factory):
         HOL_DATA_DIR=str(tmp_path_factory.mktemp("celery-data")),
         HOL_TRACE_ROOT=str(tmp_path_factory.mktemp("traces")),
         HOL_CONN_MAX_AGE="0",
-        HOL_AGENT_COMMAND=command,
         HOL_LEASE_SECONDS="3",
         HOL_RETRY_BACKOFF_SECONDS="0.2",
         HOL_AGENT_POLL_SECONDS="0.2",
         HOL_AGENT_KILL_GRACE_SECONDS="1",
         HOL_AUDIT_SEAL_DELAY_SECONDS="0",
+        HOL_API_URL="http://127.0.0.1:9",  # no HOL serves the API here; agents that call it get refused
     )
     celery_app.control.purge()  # messages left by earlier runs name work orders that are gone
-    log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hol", "worker", "-c", "2", "-l", "INFO", *QUIET_WORKER],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    processes: list[subprocess.Popen] = []
+
+    def start(*, agent_command: str | None = default_command) -> subprocess.Popen:
+        worker_env = dict(env)
+        if agent_command is not None:
+            worker_env["HOL_AGENT_COMMAND"] = agent_command
+        log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "hol", "worker", "-c", "2", "-l", "INFO", *QUIET_WORKER],
+                cwd=ROOT,
+                env=worker_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        processes.append(process)
         eventually(lambda: "ready." in log_path.read_text(), what="the Celery worker to start")
-        yield env
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        return process
+
+    yield start
+    for process in processes:
+        stop_worker(process)
 
 
 @pytest.fixture
-def submit(celery_worker, agent_scripts, alice_developer):
+def celery_worker(start_worker) -> subprocess.Popen:
+    return start_worker()
+
+
+@pytest.fixture
+def make_task(agent_scripts, alice_developer):
     """Create a task whose agent runs `script`, and enqueue it (dispatched to Celery on commit)."""
 
     def build(script: str, *, max_retries: int = 3, time_budget_seconds: int = 60) -> Task:
@@ -236,6 +255,12 @@ def submit(celery_worker, agent_scripts, alice_developer):
         return task
 
     return build
+
+
+@pytest.fixture
+def submit(celery_worker, make_task):
+    """`make_task` with a Celery worker running."""
+    return make_task
 
 
 def task_status(task: Task) -> str:
@@ -407,3 +432,41 @@ def test_running_agent_keeps_its_work_orders_lease_alive(submit, agent_scripts, 
     assert work_order.lease_expires_at > timezone.now()
     assert Execution.objects.filter(task=task).count() == 1
     task_services.task_update(actor=alice_developer, task_id=task.pk, changes={"status": "cancelled"})
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_default_agent_command_runs_the_bundled_demo_agent(start_worker, make_task):
+    start_worker(agent_command=None)
+    task = make_task("")
+    wait_for_status(task, Task.Status.COMPLETED)
+    logs = "\n".join(ChatMessage.objects.filter(task=task, event_type="log").values_list("content", flat=True))
+    assert "[verification] done" in logs
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_work_of_a_killed_celery_worker_is_completed_once_by_another(start_worker, make_task, agent_scripts):
+    first_run = agent_scripts / "first-worker.json"
+    doomed = start_worker()
+    task = make_task(
+        f"""
+        import json, os, time
+        if not os.path.exists({str(first_run)!r}):
+            json.dump({{"pid": os.getpid()}}, open({str(first_run)!r}, "w"))
+            time.sleep(300)
+        print("finished by the second worker")
+        """
+    )
+    eventually(lambda: first_run.exists() and first_run.read_text(), what="the first run to start")
+    os.killpg(doomed.pid, signal.SIGKILL)  # the whole worker: main process and pool
+    doomed.wait()
+    start_worker()
+    work_order = WorkOrder.objects.get(task=task)
+    eventually(lambda: WorkOrder.objects.get(pk=work_order.pk).lease_expires_at < timezone.now(), what="the lease")
+    requeue_lapsed_work()  # what Beat runs every few seconds
+    wait_for_status(task, Task.Status.COMPLETED)
+    assert not alive(json.loads(first_run.read_text())["pid"])
+    executions = list(Execution.objects.filter(task=task).order_by("attempt").values_list("attempt", "status"))
+    assert executions == [(1, "failed"), (2, "completed")]
+    assert AuditEntry.objects.filter(task_id=task.pk, action="work_order.completed").count() == 1
