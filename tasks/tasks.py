@@ -6,6 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from celery import shared_task
+from django.db import DatabaseError
 
 from tasks import runner
 from tasks import services as task_services
@@ -18,6 +19,10 @@ from tasks import services as task_services
     reject_on_worker_lost=True,
     max_retries=None,
     ignore_result=True,
+    # A database that is briefly unreachable must not drop the run; the message comes back.
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
 )
 def run_work_order(self, work_order_id: str) -> None:
     """Carry out a work order with the agent command. The message is acknowledged only when the

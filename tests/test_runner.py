@@ -22,6 +22,7 @@ from audit.models import AuditEntry
 from chat.models import ChatMessage
 from hol.celery import app as celery_app
 from hol.redact import REDACTED, redact
+from notifications.models import Notification
 from tasks import services as task_services
 from tasks.models import Execution, Task, WorkOrder
 from tasks.runner import run_agent
@@ -336,6 +337,14 @@ def test_failing_agent_is_retried_then_fails_for_good(submit):
     work_order = WorkOrder.objects.get(task=task)
     assert (work_order.status, work_order.retry_count) == ("failed", 1)
     assert "exited with code 3" in work_order.last_error
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_owner_is_notified_when_the_agent_fails_for_good(submit, alice_developer):
+    task = submit("raise SystemExit(3)", max_retries=0)
+    wait_for_status(task, Task.Status.FAILED)
+    assert Notification.objects.filter(user=alice_developer, kind="work_order.failed").count() == 1
 
 
 @pytest.mark.postgres
