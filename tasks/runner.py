@@ -273,8 +273,8 @@ class _Streamer:
             self.output.write(line + "\n" if stream == "stdout" else f"[stderr] {line}\n")
         self.output.flush()
         for stream, text in _chunks(clean):
-            self.events.write(json.dumps({"type": "log", "stream": stream, "timestamp": timezone.now().isoformat()}))
-            self.events.write("\n")
+            event = {"type": "log", "stream": stream, "content": text, "timestamp": timezone.now().isoformat()}
+            self.events.write(json.dumps(event) + "\n")
             try:
                 chat_message_post(
                     actor=self.actor,
@@ -314,14 +314,19 @@ def _still_held(identity: CeleryIdentity, work_order_id: UUID) -> bool:
     return WorkOrder.objects.filter(pk=work_order_id, worker_id=identity.worker_id, status__in=WorkOrder.HELD).exists()
 
 
-def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome:
-    """Carry out one work order this worker has just claimed, and report how it ended."""
-    execution = run_start(
-        actor=identity.account,
-        work_order_id=work_order.pk,
-        worker_id=identity.worker_id,
-        trace_root=settings.HOL_TRACE_ROOT,
-    )
+def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome | None:
+    """Carry out one work order this worker has just claimed, and report how it ended (None
+    when it was cancelled before it could start)."""
+    try:
+        execution = run_start(
+            actor=identity.account,
+            work_order_id=work_order.pk,
+            worker_id=identity.worker_id,
+            trace_root=settings.HOL_TRACE_ROOT,
+        )
+    except DomainError as error:
+        log.info("work order %s did not start: %s", work_order.pk, error)
+        return None
     trace_dir = Path(execution.trace_path)
     trace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     task = work_order.task

@@ -302,6 +302,8 @@ def test_celery_run_records_its_session_and_trace_folder(submit):
     trace = Path(execution.trace_path)
     assert trace.parts[-2:] == (str(task.pk), "1")
     assert "traced" in (trace / "output.log").read_text()
+    events = [json.loads(line) for line in (trace / "events.jsonl").read_text().splitlines()]
+    assert {"type": "log", "stream": "stdout", "content": "traced"}.items() <= events[0].items()
     assert json.loads((trace / "result.json").read_text())["exit_code"] == 0
     assert execution.session is not None
     assert execution.session.status == "terminated"
