@@ -14,6 +14,7 @@ from typing import Any
 # A long-poll asks the server to wait at most this long per request; the client loops for longer.
 LONG_POLL_SECONDS = 30
 REQUEST_SLACK_SECONDS = 15
+CLAIM_RETRY_SECONDS = 1.0
 
 
 class HolError(Exception):
@@ -106,15 +107,24 @@ class HolClient:
     # --- the queue ---
 
     def claim(self, *, worker_id: str, wait: float = 0) -> dict | None:
-        """Take the next work order for `worker_id`, waiting up to `wait` seconds; None if none."""
-        body: dict[str, Any] = {"worker_id": worker_id}
-        if wait:
-            body["wait"] = wait
-        status, payload = self.request("POST", "/api/v1/queue/claim", body, timeout=self.timeout + wait)
-        if status == 204:
-            return None
-        self.work_order_id = payload["id"]
-        return payload
+        """Take the next work order for `worker_id`, waiting up to `wait` seconds; None if none.
+        The server is asked to long-poll; one that answers at once is asked again each second."""
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            body: dict[str, Any] = {"worker_id": worker_id}
+            if remaining:
+                body["wait"] = min(remaining, LONG_POLL_SECONDS)
+            status, payload = self.request(
+                "POST", "/api/v1/queue/claim", body, timeout=self.timeout + body.get("wait", 0)
+            )
+            if status != 204:
+                self.work_order_id = payload["id"]
+                return payload
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(CLAIM_RETRY_SECONDS, remaining))
 
     def complete(self, *, output: str = "") -> dict:
         work_order_id = self._need(self.work_order_id, "HOL_WORK_ORDER_ID")

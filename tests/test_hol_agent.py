@@ -97,6 +97,17 @@ def test_claim_exits_1_when_nothing_is_queued(agent, enqueued):
     assert hol_agent("claim", "--worker-id", worker_id, env=env).returncode == 1
 
 
+def test_claim_with_wait_takes_work_enqueued_while_it_waits(agent, enqueued, new_task):
+    http, env = agent
+    worker_id, _ = enqueued
+    assert hol_agent("claim", "--worker-id", worker_id, env=env).returncode == 0  # the queue is empty now
+    waiting = start_hol_agent("claim", "--worker-id", worker_id, "--wait", "30", env=env)
+    task = http.post("/api/v1/tasks", json=new_task(title="Arrives while the agent waits")).json()
+    assert http.post("/api/v1/queue/enqueue", json={"task_id": task["id"]}).status_code == 201
+    assert waiting.wait(timeout=40) == 0, waiting.stderr.read()
+    assert json.loads(waiting.stdout.read())["task"]["id"] == task["id"]
+
+
 def test_complete_finishes_the_work_order_named_by_the_environment(agent, enqueued):
     http, env = agent
     worker_id, task_id = enqueued
