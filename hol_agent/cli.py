@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hol-agent", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = root.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Callable | None, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
         return sub
@@ -138,11 +138,18 @@ def parser() -> argparse.ArgumentParser:
     approve.add_argument("--details", type=_json_object, default={})
     approve.add_argument("--impact", default="")
     approve.add_argument("--wait", type=float, default=3600, help="seconds to wait for a decision")
+    command("hook", None, "Claude Code PreToolUse hook: JSON call on stdin, decision on stdout")
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "hook":
+        # The hook always answers with a decision on stdout (it denies on any failure); an exit
+        # code of its own could let Claude Code run the tool anyway.
+        from hol_agent.claude_hook import main as hook_main
+
+        return hook_main()
     try:
         client = HolClient()
         return args.handler(client, args)

@@ -193,6 +193,7 @@ class HolClient:
         details: dict | None = None,
         wait: float = 3600,
         impact: str = "",
+        thread_id: str = "",
     ) -> ApprovalOutcome:
         """Ask for approval of one action and wait up to `wait` seconds for the decision. An
         approved request is consumed for exactly this action before `approved` is True."""
@@ -203,7 +204,7 @@ class HolClient:
             "environment": environment,
             "details": details or {},
         }
-        body: dict[str, Any] = {**action, "action_impact": impact}
+        body: dict[str, Any] = {**action, "action_impact": impact, "thread_id": thread_id}
         if self.task_id:
             body["task_id"] = self.task_id
         if self.work_order_id:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -145,14 +146,7 @@ def test_approve_of_a_low_risk_action_is_approved_and_consumed(agent):
 
 def pending_request(http: httpx.Client, marker: str) -> dict:
     """The pending request whose details carry `marker` (each test marks its own)."""
-    deadline = time.monotonic() + 20
-    while True:
-        pending = http.get("/api/v1/approvals", params={"status": "pending"}).json()["results"]
-        mine = [request for request in pending if request["action_details"].get("test") == marker]
-        if mine:
-            return mine[0]
-        assert time.monotonic() < deadline, "the approval request never appeared"
-        time.sleep(0.1)
+    return pending_where(http, lambda details: details.get("test") == marker)
 
 
 MEDIUM_RISK = ("approve", "--action-type", "file", "--resource-type", "file", "--operation", "write")
@@ -208,3 +202,110 @@ def test_demo_agent_walks_its_stages_and_exits_0_even_without_hol():
     )
     assert result.returncode == 0, result.stderr
     assert "[verification] done" in result.stdout
+
+
+# --- the Claude Code PreToolUse hook ---
+
+
+def claude_call(tool_name: str, tool_input: dict) -> str:
+    """What Claude Code writes to a PreToolUse hook's stdin."""
+    return json.dumps(
+        {
+            "session_id": "0b9a7c1e-claude-session",
+            "transcript_path": "/tmp/transcript.jsonl",
+            "cwd": "/work/shop",
+            "hook_event_name": "PreToolUse",
+            "tool_name": tool_name,
+            "tool_input": tool_input,
+            "tool_use_id": "toolu_01ABC",
+        }
+    )
+
+
+def run_hook(call: str, env: dict, **options) -> subprocess.Popen:
+    clean = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hol_agent", "hook"],
+        env=clean,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+    process.stdin.write(call)
+    process.stdin.close()
+    return process
+
+
+def hook_answer(process: subprocess.Popen) -> dict:
+    assert process.wait(timeout=40) == 0, process.stderr.read()
+    return json.loads(process.stdout.read())["hookSpecificOutput"]
+
+
+def test_hook_denies_risky_calls_when_hol_cannot_be_reached():
+    hook = run_hook(claude_call("Bash", {"command": "rm -rf build"}), {"HOL_API_URL": "http://127.0.0.1:9"})
+    answer = hook_answer(hook)
+    assert (answer["hookEventName"], answer["permissionDecision"]) == ("PreToolUse", "deny")
+    assert "cannot be reached" in answer["permissionDecisionReason"]
+
+
+def test_hook_leaves_tools_it_does_not_gate_to_claude_code():
+    hook = run_hook(claude_call("Read", {"file_path": "/work/shop/README.md"}), {"HOL_API_URL": "http://127.0.0.1:9"})
+    assert hook.wait(timeout=40) == 0
+    assert hook.stdout.read() == ""
+
+
+def test_hook_denies_input_it_cannot_read():
+    answer = hook_answer(run_hook("not json", {"HOL_API_URL": "http://127.0.0.1:9"}))
+    assert answer["permissionDecision"] == "deny"
+
+
+def test_hook_allows_a_write_once_a_human_approves_it(agent, tech_lead):
+    _, env = agent
+    call = claude_call("Write", {"file_path": "/work/shop/hook-approved.py", "content": "print(1)\n"})
+    hook = run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "30"})
+    request = pending_path_request(tech_lead, "/work/shop/hook-approved.py")
+    assert tech_lead.post(f"/api/v1/approvals/{request['id']}/approve", json={}).status_code == 200
+    assert hook_answer(hook)["permissionDecision"] == "allow"
+
+
+def test_hook_denies_a_command_a_human_rejects_with_the_reason(agent, tech_lead):
+    _, env = agent
+    hook = run_hook(claude_call("Bash", {"command": "git push --force"}), {**env, "HOL_HOOK_WAIT_SECONDS": "30"})
+    request = pending_command_request(tech_lead, "git push --force")
+    rejected = tech_lead.post(f"/api/v1/approvals/{request['id']}/reject", json={"justification": "no force pushes"})
+    assert rejected.status_code == 200, rejected.text
+    answer = hook_answer(hook)
+    assert answer["permissionDecision"] == "deny"
+    assert "no force pushes" in answer["permissionDecisionReason"]
+
+
+def test_hook_denies_with_try_again_when_nobody_decides_within_its_wait(agent, tech_lead):
+    http, env = agent
+    call = claude_call("Edit", {"file_path": "/work/shop/slow.py", "old_string": "a", "new_string": "b"})
+    answer = hook_answer(run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "1"}))
+    assert answer["permissionDecision"] == "deny"
+    assert "try the same action again later" in answer["permissionDecisionReason"]
+    request = pending_path_request(tech_lead, "/work/shop/slow.py")
+    assert request["status"] == "pending"
+    http.post(f"/api/v1/approvals/{request['id']}/cancel", json={"reason": "test over"})
+
+
+def pending_where(http: httpx.Client, matches: Callable[[dict], bool]) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        pending = http.get("/api/v1/approvals", params={"status": "pending"}).json()["results"]
+        mine = [request for request in pending if matches(request["action_details"])]
+        if mine:
+            return mine[0]
+        assert time.monotonic() < deadline, "the approval request never appeared"
+        time.sleep(0.1)
+
+
+def pending_path_request(http: httpx.Client, path: str) -> dict:
+    return pending_where(http, lambda details: details.get("path") == path)
+
+
+def pending_command_request(http: httpx.Client, command: str) -> dict:
+    return pending_where(http, lambda details: details.get("command") == command)
