@@ -76,8 +76,7 @@ def decide(call: dict, client: HolClient, *, wait: float, environment: str = "")
     if outcome.status == "pending":
         return decision(
             "deny",
-            f"waiting for a human to approve this in HOL (request {request_id}); "
-            "try the same action again later, it will find the same request",
+            f"waiting for a human to approve this in HOL (request {request_id}); try the same action again later",
         )
     return decision("deny", f"HOL did not approve this ({outcome.status}): {outcome.reason}")
 

@@ -333,8 +333,10 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
     session_id = execution.session.session_id
     budget = float(task.time_budget_seconds)
     token = agent_token(identity.account, work_order=work_order, lifetime_seconds=budget + 120)
+    # The values handed to the agent are redacted wherever it prints them.
+    secrets = [token, *(os.environ.get(name, "") for name in settings.HOL_AGENT_ENV_PASSTHROUGH)]
     streamer = _Streamer(
-        actor=identity.account, task_id=task.pk, session_id=session_id, trace_dir=trace_dir, secrets=[token]
+        actor=identity.account, task_id=task.pk, session_id=session_id, trace_dir=trace_dir, secrets=secrets
     )
     started_at = timezone.now()
     try:
@@ -357,7 +359,7 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
     finally:
         streamer.close()
     _write_result(trace_dir, work_order=work_order, execution=execution, outcome=outcome, started_at=started_at)
-    _report(identity, work_order=work_order, execution=execution, outcome=outcome, secrets=[token])
+    _report(identity, work_order=work_order, execution=execution, outcome=outcome, secrets=secrets)
     return outcome
 
 

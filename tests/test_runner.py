@@ -295,6 +295,15 @@ def test_celery_worker_runs_the_agent_and_completes_the_task(submit):
 
 @pytest.mark.postgres
 @pytest.mark.slow
+def test_agent_printing_its_own_token_has_it_redacted(submit):
+    task = submit('import os; print("my token is", os.environ["HOL_TOKEN"])')
+    wait_for_status(task, Task.Status.COMPLETED)
+    logs = "\n".join(ChatMessage.objects.filter(task=task, event_type="log").values_list("content", flat=True))
+    assert logs == f"my token is {REDACTED}"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_celery_run_records_its_session_and_trace_folder(submit):
     task = submit('print("traced")')
     wait_for_status(task, Task.Status.COMPLETED)
