@@ -297,7 +297,7 @@ HOL_AGENT_COMMAND = os.environ.get("HOL_AGENT_COMMAND", "")
 HOL_API_URL = os.environ.get("HOL_API_URL", f"http://127.0.0.1:{os.environ.get('HOL_PORT', '8000')}")
 # Per-execution trace folders: HOL_TRACE_ROOT/<task>/<attempt>/ (output.log, events.jsonl, result.json).
 HOL_TRACE_ROOT = Path(os.environ.get("HOL_TRACE_ROOT", HOL_DATA_DIR / "traces")).resolve()
-# Limits on each agent process (0: none): CPU seconds (RLIMIT_CPU) and address space (RLIMIT_AS).
+# Limits on each agent process (0: none): CPU seconds (RLIMIT_CPU) and writable memory (RLIMIT_DATA).
 HOL_AGENT_CPU_SECONDS = env_int("HOL_AGENT_CPU_SECONDS", 3600)
 HOL_AGENT_MEMORY_MB = env_int("HOL_AGENT_MEMORY_MB", 4096)
 # How often a run heartbeats and checks whether its work order was cancelled.

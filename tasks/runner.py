@@ -81,8 +81,10 @@ def _limit_child(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
         if cpu_seconds > 0:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
         if memory_mb > 0:
+            # RLIMIT_DATA counts memory actually writable (heap, anonymous mappings), not address
+            # space: runtimes such as Node reserve many GB of address space they never use.
             limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         # The agent dies with the process that runs it, so a killed Celery worker leaves no agent
         # behind to finish work that is being redelivered elsewhere.
         with contextlib.suppress(OSError, AttributeError):
