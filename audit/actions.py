@@ -19,6 +19,8 @@ class AuditAction(StrEnum):
     WORK_ORDER_FAILED = "work_order.failed"
     WORK_ORDER_CANCELLED = "work_order.cancelled"
 
+    EXECUTION_STARTED = "execution.started"
+
     WORKER_REGISTERED = "worker.registered"
     WORKER_STATUS_CHANGED = "worker.status_changed"
     WORKER_DEREGISTERED = "worker.deregistered"
@@ -26,6 +28,8 @@ class AuditAction(StrEnum):
 
     SESSION_CREATED = "session.created"
     SESSION_TERMINATED = "session.terminated"
+
+    SERVICE_ACCOUNT_CREATED = "service_account.created"
 
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_AUTO_APPROVED = "approval.auto_approved"

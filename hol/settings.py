@@ -326,3 +326,25 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HOL_LOG_LEVEL", "INFO")},
 }
+
+# --- agent runs ---
+# Celery workers carry out every enqueued work order by running HOL_AGENT_COMMAND; off leaves the
+# queue to agents that claim over the API.
+HOL_RUN_WORK_IN_CELERY = env_bool("HOL_RUN_WORK_IN_CELERY", True)
+# The agent command (shell words; a leading `python` means this interpreter). Empty: the bundled
+# demo agent.
+HOL_AGENT_COMMAND = os.environ.get("HOL_AGENT_COMMAND", "")
+# Where agents reach HOL's API (given to them as HOL_API_URL).
+HOL_API_URL = os.environ.get("HOL_API_URL", f"http://127.0.0.1:{os.environ.get('HOL_PORT', '8000')}")
+# Per-execution trace folders: HOL_TRACE_ROOT/<task>/<attempt>/ (output.log, events.jsonl, result.json).
+HOL_TRACE_ROOT = Path(os.environ.get("HOL_TRACE_ROOT", HOL_DATA_DIR / "traces")).resolve()
+# Limits on each agent process (0: none): CPU seconds (RLIMIT_CPU) and writable memory (RLIMIT_DATA).
+HOL_AGENT_CPU_SECONDS = env_int("HOL_AGENT_CPU_SECONDS", 3600)
+HOL_AGENT_MEMORY_MB = env_int("HOL_AGENT_MEMORY_MB", 4096)
+# How often a run heartbeats and checks whether its work order was cancelled.
+HOL_AGENT_POLL_SECONDS = float(os.environ.get("HOL_AGENT_POLL_SECONDS", 1))
+# After SIGTERM to the agent's process group, how long before SIGKILL.
+HOL_AGENT_KILL_GRACE_SECONDS = float(os.environ.get("HOL_AGENT_KILL_GRACE_SECONDS", 3))
+# Extra environment variables passed through to agents (comma-separated names, e.g. an LLM API
+# key); nothing else of HOL's environment (database URL, secret key) reaches them.
+HOL_AGENT_ENV_PASSTHROUGH = env_list("HOL_AGENT_ENV_PASSTHROUGH")

@@ -26,6 +26,7 @@ from hol.errors import Conflict, NotFound
 from hol.fetch import get_locked, parse_uuid
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
+from tasks.services.dispatch import run_dispatch_on_commit
 from tasks.services.notify import _tell_task_owner
 from tasks.services.permissions import ensure_can_manage_task, ensure_worker_owner
 from tasks.services.queue_functions import (
@@ -129,6 +130,7 @@ def _enqueue(*, actor: User, task: Task, priority: str | None, max_retries: int 
         task_id=task.pk,
         details={"priority": work_order.priority_name, "max_retries": work_order.max_retries},
     )
+    run_dispatch_on_commit(work_order_id=work_order.pk)
     return work_order
 
 

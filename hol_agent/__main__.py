@@ -1,0 +1,3 @@
+from hol_agent.cli import main
+
+raise SystemExit(main())

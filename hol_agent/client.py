@@ -1,0 +1,241 @@
+"""The HTTP client: one method per thing an agent does with HOL (SPEC §4 endpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+# A long-poll asks the server to wait at most this long per request; the client loops for longer.
+LONG_POLL_SECONDS = 30
+REQUEST_SLACK_SECONDS = 15
+CLAIM_RETRY_SECONDS = 1.0
+
+
+class HolError(Exception):
+    """Anything that went wrong talking to HOL."""
+
+
+class HolUnreachable(HolError):
+    """HOL could not be reached (connection refused, DNS, timeout, or a server error)."""
+
+
+class HolHttpError(HolError):
+    """HOL answered with a client error: `status`, and the body's stable `code` and `message`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class ApprovalOutcome:
+    """`approved` is True only when the request was approved and consumed for this action."""
+
+    approved: bool
+    status: str
+    request: dict[str, Any]
+    reason: str = ""
+
+
+class HolClient:
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        token: str | None = None,
+        task_id: str | None = None,
+        work_order_id: str | None = None,
+        session_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.api_url = (api_url or os.environ.get("HOL_API_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.token = token if token is not None else os.environ.get("HOL_TOKEN", "")
+        self.task_id = task_id or os.environ.get("HOL_TASK_ID") or None
+        self.work_order_id = work_order_id or os.environ.get("HOL_WORK_ORDER_ID") or None
+        self.session_id = session_id or os.environ.get("HOL_SESSION_ID") or ""
+        self.timeout = timeout
+        if urllib.parse.urlsplit(self.api_url).scheme not in ("http", "https"):
+            raise HolError(f"HOL_API_URL must be an http(s) URL, not {self.api_url!r}")
+
+    # --- transport ---
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        query: dict | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
+        """One API call: (status, parsed JSON body or None). 4xx raise HolHttpError; connection
+        failures and 5xx raise HolUnreachable."""
+        url = f"{self.api_url}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - scheme checked
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310
+                return response.status, _parse(response.read())
+        except urllib.error.HTTPError as error:
+            payload = _parse(error.read()) or {}
+            if error.code >= 500:
+                raise HolUnreachable(f"HOL answered {error.code} for {method} {path}") from None
+            code = payload.get("code", "error") if isinstance(payload, dict) else "error"
+            message = payload.get("message", str(payload)) if isinstance(payload, dict) else str(payload)
+            raise HolHttpError(error.code, code, message) from None
+        except OSError as error:  # URLError, refused connections and timeouts are all OSErrors
+            raise HolUnreachable(f"cannot reach HOL at {self.api_url}: {error}") from None
+
+    def _need(self, value: str | None, name: str) -> str:
+        if not value:
+            raise HolError(f"{name} is not set")
+        return value
+
+    # --- the queue ---
+
+    def claim(self, *, worker_id: str, wait: float = 0) -> dict | None:
+        """Take the next work order for `worker_id`, waiting up to `wait` seconds; None if none.
+        The server is asked to long-poll; one that answers at once is asked again each second."""
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            body: dict[str, Any] = {"worker_id": worker_id}
+            if remaining:
+                body["wait"] = min(remaining, LONG_POLL_SECONDS)
+            status, payload = self.request(
+                "POST", "/api/v1/queue/claim", body, timeout=self.timeout + body.get("wait", 0)
+            )
+            if status != 204:
+                self.work_order_id = payload["id"]
+                return payload
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(CLAIM_RETRY_SECONDS, remaining))
+
+    def complete(self, *, output: str = "") -> dict:
+        work_order_id = self._need(self.work_order_id, "HOL_WORK_ORDER_ID")
+        return self.request("POST", "/api/v1/queue/complete", {"work_order_id": work_order_id, "output": output})[1]
+
+    def fail(self, *, error: str, retryable: bool = True) -> dict:
+        work_order_id = self._need(self.work_order_id, "HOL_WORK_ORDER_ID")
+        body = {"work_order_id": work_order_id, "error": error, "retryable": retryable}
+        return self.request("POST", "/api/v1/queue/fail", body)[1]
+
+    # --- the task's chat and event stream ---
+
+    def event(
+        self,
+        event_type: str,
+        *,
+        content: str = "",
+        data: dict | None = None,
+        stage: str = "",
+        message_type: str = "status",
+    ) -> dict:
+        body: dict[str, Any] = {
+            "task_id": self._need(self.task_id, "HOL_TASK_ID"),
+            "message_type": message_type,
+            "event_type": event_type,
+            "content": content,
+            "data": data or {},
+        }
+        if stage:
+            body["stage"] = stage
+        if self.session_id:
+            body["session_id"] = self.session_id
+        return self.request("POST", "/api/v1/chat/messages", body)[1]
+
+    def log(self, text: str, *, stage: str = "") -> dict:
+        return self.event("log", content=text, stage=stage)
+
+    def ask(self, question: str, *, wait: float = 3600, stage: str = "") -> str | None:
+        """Post a question to the task's humans and wait up to `wait` seconds for the answer
+        (None if nobody answered in time)."""
+        message = self.event("status", content=question, stage=stage, message_type="request")
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            poll = min(remaining, LONG_POLL_SECONDS)
+            status, reply = self.request(
+                "GET",
+                f"/api/v1/chat/messages/{message['id']}/reply",
+                query={"wait": int(poll) or 1},
+                timeout=poll + REQUEST_SLACK_SECONDS,
+            )
+            if status == 200 and reply:
+                return reply.get("content", "")
+
+    # --- approvals ---
+
+    def approve(
+        self,
+        *,
+        action_type: str,
+        resource_type: str = "",
+        operation: str = "",
+        environment: str = "",
+        details: dict | None = None,
+        wait: float = 3600,
+        impact: str = "",
+        thread_id: str = "",
+    ) -> ApprovalOutcome:
+        """Ask for approval of one action and wait up to `wait` seconds for the decision. An
+        approved request is consumed for exactly this action before `approved` is True."""
+        action = {
+            "action_type": action_type,
+            "resource_type": resource_type,
+            "operation": operation,
+            "environment": environment,
+            "details": details or {},
+        }
+        body: dict[str, Any] = {**action, "action_impact": impact, "thread_id": thread_id}
+        if self.task_id:
+            body["task_id"] = self.task_id
+        if self.work_order_id:
+            body["work_order_id"] = self.work_order_id
+        _, request = self.request("POST", "/api/v1/approvals", body)
+        deadline = time.monotonic() + wait
+        while request["status"] == "pending":
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ApprovalOutcome(False, "pending", request, "no decision yet; the request stays pending")
+            poll = min(remaining, LONG_POLL_SECONDS)
+            _, request = self.request(
+                "GET",
+                f"/api/v1/approvals/{request['id']}",
+                query={"wait": int(poll) or 1},
+                timeout=poll + REQUEST_SLACK_SECONDS,
+            )
+        if request["status"] != "approved":
+            reason = request.get("rejection_reason") or request["status"]
+            return ApprovalOutcome(False, request["status"], request, reason)
+        try:
+            _, request = self.request("POST", f"/api/v1/approvals/{request['id']}/consume", action)
+        except HolHttpError as error:
+            return ApprovalOutcome(False, "not_consumed", request, error.message)
+        return ApprovalOutcome(True, "approved", request)
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"code": "error", "message": raw[:500].decode("utf-8", "replace")}

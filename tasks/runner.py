@@ -1,0 +1,462 @@
+"""How a Celery worker carries out a work order: claim it through the queue service, run the agent
+command in its own process group under limits, stream its output to the task's chat, and report
+the outcome through the queue service. State changes go through services; this module manages the
+agent process and decides what to ask of them."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import queue
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
+
+from chat.models import ChatMessage
+from chat.services import chat_message_post
+from hol.errors import DomainError
+from hol.redact import redact
+from tasks import services as task_services
+from tasks.models import Execution, Worker, WorkOrder
+from tasks.services.runs import celery_account_ensure, celery_worker_ensure, run_start
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_AGENT = ROOT / "agents" / "demo_agent.py"
+# Environment an agent inherits from the worker; everything else (database URL, secret key,
+# broker) stays out of its reach.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+MAX_LINE_CHARS = 8 * 1024
+CHAT_CHUNK_CHARS = 60 * 1024  # under the chat's 64 KiB message limit
+FLUSH_SECONDS = 0.25
+OUTPUT_TAIL_CHARS = 16 * 1024
+PR_SET_PDEATHSIG = 1
+
+
+# --- the agent process ---
+
+
+@dataclass
+class AgentOutcome:
+    """How an agent process ended: `exited` (exit_code says how), `timed_out`, or `stopped`
+    (its work order was taken away, e.g. cancelled)."""
+
+    ended: str
+    exit_code: int | None
+    reason: str
+    duration_seconds: float
+    tail: list[str] = field(default_factory=list)
+
+
+def agent_command() -> list[str]:
+    """HOL_AGENT_COMMAND as argv; a leading `python` is this interpreter, whose full path starts
+    far faster than a PATH lookup through version-manager shims."""
+    words = shlex.split(settings.HOL_AGENT_COMMAND) or ["python", str(DEMO_AGENT)]
+    if words[0] in ("python", "python3"):
+        words[0] = sys.executable
+    return words
+
+
+def _limit_child(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
+    def apply() -> None:
+        if cpu_seconds > 0:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        if memory_mb > 0:
+            # RLIMIT_DATA counts memory actually writable (heap, anonymous mappings), not address
+            # space: runtimes such as Node reserve many GB of address space they never use.
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        # The agent dies with the process that runs it, so a killed Celery worker leaves no agent
+        # behind to finish work that is being redelivered elsewhere.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return apply
+
+
+def _kill_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the whole process group, SIGKILL to what is left after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _pump(stream: Any, name: str, lines: queue.Queue) -> None:
+    for raw in iter(stream.readline, b""):
+        lines.put((name, raw.decode("utf-8", "replace").rstrip("\r\n")[:MAX_LINE_CHARS]))
+    stream.close()
+
+
+def _exit_reason(code: int) -> str:
+    if code == -signal.SIGXCPU:
+        return f"agent exceeded its CPU time limit ({settings.HOL_AGENT_CPU_SECONDS}s)"
+    if code < 0:
+        return f"agent killed by signal {-code}"
+    return f"agent exited with code {code}"
+
+
+def run_agent(
+    command: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    time_budget_seconds: float,
+    on_lines: Callable[[list[tuple[str, str]]], None],
+    keep_going: Callable[[], bool],
+    poll_seconds: float,
+    cpu_seconds: int = 0,
+    memory_mb: int = 0,
+    kill_grace_seconds: float = 3.0,
+) -> AgentOutcome:
+    """Run `command` in a new process group and session, handing its stdout/stderr lines to
+    `on_lines` in batches. Every `poll_seconds` `keep_going()` is asked whether to continue; a
+    False, or the time budget running out, kills the whole group."""
+    started = time.monotonic()
+    deadline = started + time_budget_seconds
+    lines: queue.Queue = queue.Queue()
+    tail: list[str] = []
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        # The reader threads start after this fork, so the child runs preexec_fn single-threaded.
+        preexec_fn=_limit_child(cpu_seconds, memory_mb),
+    )
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, "stdout", lines), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, "stderr", lines), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    pending: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if pending:
+            on_lines(list(pending))
+            tail.extend(line for _, line in pending)
+            del tail[:-200]
+            pending.clear()
+
+    ended, reason = "exited", ""
+    next_poll = started + poll_seconds
+    last_flush = started
+    while process.poll() is None:
+        now = time.monotonic()
+        timeout = max(0.01, min(next_poll, deadline, last_flush + FLUSH_SECONDS) - now)
+        with contextlib.suppress(queue.Empty):
+            pending.append(lines.get(timeout=timeout))
+            while len(pending) < 500:
+                pending.append(lines.get_nowait())
+        now = time.monotonic()
+        if now - last_flush >= FLUSH_SECONDS:
+            flush()
+            last_flush = now
+        if now >= deadline:
+            ended, reason = "timed_out", f"time budget of {time_budget_seconds:g}s exceeded: agent process group killed"
+            break
+        if now >= next_poll:
+            next_poll = now + poll_seconds
+            if not keep_going():
+                ended, reason = "stopped", "work order no longer held (cancelled): agent process group killed"
+                break
+    # Also reaps whatever the agent left running in its group after it exited.
+    _kill_group(process, kill_grace_seconds if ended != "exited" else 0)
+    for reader in readers:
+        reader.join(timeout=5)
+    while True:
+        try:
+            pending.append(lines.get_nowait())
+        except queue.Empty:
+            break
+    flush()
+    exit_code = process.returncode
+    if ended == "exited" and exit_code != 0:
+        reason = _exit_reason(exit_code)
+    return AgentOutcome(
+        ended=ended,
+        exit_code=exit_code,
+        reason=reason,
+        duration_seconds=round(time.monotonic() - started, 3),
+        tail=tail,
+    )
+
+
+# --- one run of a claimed work order ---
+
+
+@dataclass
+class CeleryIdentity:
+    account: Any
+    worker_id: UUID
+
+
+_identity: dict[int, CeleryIdentity] = {}
+
+
+def celery_identity() -> CeleryIdentity:
+    """This process's account and Worker row (one Worker per process; made on first use, and
+    again if the row was removed)."""
+    pid = os.getpid()
+    known = _identity.get(pid)
+    if known is None or not Worker.objects.filter(pk=known.worker_id).exists():
+        hostname = socket.gethostname()
+        account = celery_account_ensure(hostname=hostname)
+        worker = celery_worker_ensure(account=account, name=f"celery {hostname} pid {pid}")
+        _identity[pid] = CeleryIdentity(account=account, worker_id=worker.pk)
+    return _identity[pid]
+
+
+def agent_token(account: Any, *, work_order: WorkOrder, lifetime_seconds: float) -> str:
+    """A token for the agent, valid for the length of its run. It names its work order and task
+    in its claims; the API does not yet restrict it to them (it acts as the service account)."""
+    token = AccessToken.for_user(account)
+    token.set_exp(lifetime=timedelta(seconds=lifetime_seconds))
+    token["work_order_id"] = str(work_order.pk)
+    token["task_id"] = str(work_order.task_id)
+    return str(token)
+
+
+def agent_env(*, token: str, work_order: WorkOrder, session_id: str, trace_dir: Path) -> dict[str, str]:
+    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    env.update({name: os.environ[name] for name in settings.HOL_AGENT_ENV_PASSTHROUGH if name in os.environ})
+    env.update(
+        HOL_API_URL=settings.HOL_API_URL,
+        HOL_TOKEN=token,
+        HOL_TASK_ID=str(work_order.task_id),
+        HOL_WORK_ORDER_ID=str(work_order.pk),
+        HOL_SESSION_ID=session_id,
+        HOL_TRACE_DIR=str(trace_dir),
+        PYTHONPATH=str(ROOT),  # the bundled hol_agent client
+        PYTHONUNBUFFERED="1",  # lines reach the task page as they are printed
+    )
+    return env
+
+
+class _Streamer:
+    """Writes each batch of lines to the trace folder and posts it to the task's chat as a `log`
+    event, redacted first. A chat failure is logged; it never stops the run."""
+
+    def __init__(self, *, actor: Any, task_id: UUID, session_id: str, trace_dir: Path, secrets: list[str]) -> None:
+        self.actor, self.task_id, self.session_id, self.secrets = actor, task_id, session_id, secrets
+        self.output = (trace_dir / "output.log").open("a", encoding="utf-8")
+        self.events = (trace_dir / "events.jsonl").open("a", encoding="utf-8")
+
+    def __call__(self, batch: list[tuple[str, str]]) -> None:
+        clean = [(stream, redact(line, secrets=self.secrets)) for stream, line in batch]
+        for stream, line in clean:
+            self.output.write(line + "\n" if stream == "stdout" else f"[stderr] {line}\n")
+        self.output.flush()
+        for stream, text in _chunks(clean):
+            event = {"type": "log", "stream": stream, "content": text, "timestamp": timezone.now().isoformat()}
+            self.events.write(json.dumps(event) + "\n")
+            try:
+                chat_message_post(
+                    actor=self.actor,
+                    task_id=self.task_id,
+                    content=text,
+                    message_type=ChatMessage.MessageType.STATUS,
+                    event_type=ChatMessage.EventType.LOG,
+                    data={"stream": stream},
+                    session_id=self.session_id,
+                )
+            except Exception:
+                log.exception("could not post agent output to the chat of task %s", self.task_id)
+        self.events.flush()
+
+    def close(self) -> None:
+        self.output.close()
+        self.events.close()
+
+
+def _chunks(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Consecutive lines of one stream joined into messages under the chat's size limit."""
+    chunks: list[tuple[str, str]] = []
+    for stream, line in lines:
+        if chunks and chunks[-1][0] == stream and len(chunks[-1][1]) + len(line) < CHAT_CHUNK_CHARS:
+            chunks[-1] = (stream, chunks[-1][1] + "\n" + line)
+        else:
+            chunks.append((stream, line))
+    return chunks
+
+
+def _still_held(identity: CeleryIdentity, work_order_id: UUID) -> bool:
+    """Heartbeat (extends the lease) and tell whether this worker still holds the work order."""
+    try:
+        task_services.worker_heartbeat(actor=identity.account, worker_id=identity.worker_id)
+    except DomainError:
+        log.exception("heartbeat of worker %s failed", identity.worker_id)
+    return WorkOrder.objects.filter(pk=work_order_id, worker_id=identity.worker_id, status__in=WorkOrder.HELD).exists()
+
+
+def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome | None:
+    """Carry out one work order this worker has just claimed, and report how it ended (None
+    when it was cancelled before it could start)."""
+    try:
+        execution = run_start(
+            actor=identity.account,
+            work_order_id=work_order.pk,
+            worker_id=identity.worker_id,
+            trace_root=settings.HOL_TRACE_ROOT,
+        )
+    except DomainError as error:
+        log.info("work order %s did not start: %s", work_order.pk, error)
+        return None
+    trace_dir = Path(execution.trace_path)
+    trace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    task = work_order.task
+    session_id = execution.session.session_id
+    budget = float(task.time_budget_seconds)
+    token = agent_token(identity.account, work_order=work_order, lifetime_seconds=budget + 120)
+    # The values handed to the agent are redacted wherever it prints them.
+    secrets = [token, *(os.environ.get(name, "") for name in settings.HOL_AGENT_ENV_PASSTHROUGH)]
+    streamer = _Streamer(
+        actor=identity.account, task_id=task.pk, session_id=session_id, trace_dir=trace_dir, secrets=secrets
+    )
+    started_at = timezone.now()
+    try:
+        outcome = run_agent(
+            agent_command(),
+            env=agent_env(token=token, work_order=work_order, session_id=session_id, trace_dir=trace_dir),
+            cwd=trace_dir,
+            time_budget_seconds=budget,
+            on_lines=streamer,
+            keep_going=lambda: _still_held(identity, work_order.pk),
+            poll_seconds=settings.HOL_AGENT_POLL_SECONDS,
+            cpu_seconds=settings.HOL_AGENT_CPU_SECONDS,
+            memory_mb=settings.HOL_AGENT_MEMORY_MB,
+            kill_grace_seconds=settings.HOL_AGENT_KILL_GRACE_SECONDS,
+        )
+    except OSError as error:  # the command could not start at all
+        outcome = AgentOutcome(
+            ended="exited", exit_code=None, reason=f"agent could not start: {error}", duration_seconds=0.0
+        )
+    finally:
+        streamer.close()
+    _write_result(trace_dir, work_order=work_order, execution=execution, outcome=outcome, started_at=started_at)
+    _report(identity, work_order=work_order, execution=execution, outcome=outcome, secrets=secrets)
+    return outcome
+
+
+def _write_result(
+    trace_dir: Path, *, work_order: WorkOrder, execution: Execution, outcome: AgentOutcome, started_at: Any
+) -> None:
+    result = {
+        "task_id": str(work_order.task_id),
+        "work_order_id": str(work_order.pk),
+        "attempt": execution.attempt,
+        "ended": outcome.ended,
+        "exit_code": outcome.exit_code,
+        "reason": outcome.reason,
+        "started_at": started_at.isoformat(),
+        "finished_at": timezone.now().isoformat(),
+        "duration_seconds": outcome.duration_seconds,
+    }
+    (trace_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def _report(
+    identity: CeleryIdentity, *, work_order: WorkOrder, execution: Execution, outcome: AgentOutcome, secrets: list[str]
+) -> None:
+    tail = redact("\n".join(outcome.tail), secrets=secrets)[-OUTPUT_TAIL_CHARS:]
+    # The session ends first, so whoever sees the work order settled sees the whole run settled.
+    with contextlib.suppress(DomainError):
+        task_services.session_terminate(
+            actor=identity.account, session_pk=execution.session_id, reason=f"run {outcome.ended}"
+        )
+    try:
+        if outcome.ended == "exited" and outcome.exit_code == 0:
+            task_services.work_order_complete(actor=identity.account, work_order_id=work_order.pk, output=tail)
+        elif outcome.ended != "stopped":
+            error = f"{outcome.reason}\n{tail[-4000:]}".strip()
+            task_services.work_order_fail(
+                actor=identity.account,
+                work_order_id=work_order.pk,
+                error=error,
+                # A budget overrun would only overrun again; other failures may be transient.
+                retryable=outcome.ended != "timed_out",
+                exit_code=outcome.exit_code,
+            )
+    except DomainError as error:
+        # The agent reported the outcome itself, or the work order was cancelled meanwhile.
+        log.info("work order %s was already settled: %s", work_order.pk, error)
+
+
+# --- what a Celery message asks for ---
+
+
+def carry_out(work_order_id: UUID) -> float | None:
+    """Bring a dispatched work order to an end. Returns None when this message has nothing more
+    to do (the order finished, failed for good or was cancelled), or the seconds after which to
+    look again (it waits for its back-off, or another live worker holds it).
+
+    Safe to deliver twice: a finished order is left alone, a held one is left to its holder while
+    the holder's lease is alive. A lease that lapsed means the holder died (a killed worker); the
+    order is requeued through the queue service and claimed again."""
+    identity = celery_identity()
+    while True:
+        work_order = WorkOrder.objects.filter(pk=work_order_id).first()
+        if work_order is None or work_order.status not in WorkOrder.ACTIVE:
+            return None
+        now = timezone.now()
+        if work_order.status in WorkOrder.HELD:
+            if work_order.lease_expires_at and work_order.lease_expires_at > now:
+                return min((work_order.lease_expires_at - now).total_seconds() + 0.5, 60.0)
+            task_services.work_orders_requeue_lapsed(now=now)
+            continue
+        if work_order.available_at > now:
+            return (work_order.available_at - now).total_seconds() + 0.05
+        claimed = task_services.work_order_claim(actor=identity.account, worker_id=identity.worker_id)
+        if claimed is None:
+            return settings.HOL_AGENT_POLL_SECONDS
+        # The queue hands out its best work, which may be another order; this one is looked at
+        # again afterwards, and the other order's own message finds it finished.
+        run_claimed(identity, WorkOrder.objects.select_related("task").get(pk=claimed.pk))
+
+
+def lapsed_work_order_ids() -> list[UUID]:
+    """Held work orders whose lease has run out: their holders stopped heartbeating."""
+    return list(
+        WorkOrder.objects.filter(status__in=WorkOrder.HELD, lease_expires_at__lt=timezone.now()).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def dispatch_requeued(work_order_ids: list[UUID]) -> None:
+    """Send a run for each of these work orders that is back on the queue. A duplicate of a
+    message still with the broker is harmless: a run finds the order held or finished."""
+    if not settings.HOL_RUN_WORK_IN_CELERY or not work_order_ids:
+        return
+    from tasks.tasks import run_work_order  # the Celery module imports this one
+
+    queued = WorkOrder.objects.filter(pk__in=work_order_ids, status=WorkOrder.Status.QUEUED)
+    for work_order_id, available_at in queued.values_list("pk", "available_at"):
+        run_work_order.apply_async((str(work_order_id),), eta=available_at)
