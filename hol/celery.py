@@ -7,6 +7,21 @@ from celery import Celery, signals
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
 
 app = Celery("hol")
+
+
+@app.on_configure.connect
+def _prepare_data_dir(**kwargs) -> None:
+    """A `celery -A hol worker|beat` started on its own is an entry point like manage.py: the
+    data dir's keys must exist before the settings read them. Processes whose settings are
+    already loaded (web, tests) prepared theirs at start."""
+    from django.conf import settings
+
+    if not settings.configured:
+        from hol import datadir
+
+        datadir.prepare()
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -332,7 +332,7 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
     trace_dir = Path(execution.trace_path)
     trace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     task = work_order.task
-    session_id = execution.session.session_id
+    session_id = execution.agent_session.session_id
     budget = float(task.time_budget_seconds)
     token = agent_token(identity.account, work_order=work_order, lifetime_seconds=budget + 120)
     # The values handed to the agent are redacted wherever it prints them.
@@ -389,7 +389,7 @@ def _report(
     # The session ends first, so whoever sees the work order settled sees the whole run settled.
     with contextlib.suppress(DomainError):
         task_services.session_terminate(
-            actor=identity.account, session_pk=execution.session_id, reason=f"run {outcome.ended}"
+            actor=identity.account, agent_session_pk=execution.agent_session_id, reason=f"run {outcome.ended}"
         )
     try:
         if outcome.ended == "exited" and outcome.exit_code == 0:

@@ -246,7 +246,7 @@ def make_task(agent_scripts, alice_developer):
                 "title": "Run the agent",
                 "objective": "Exercise the Celery runner",
                 "target": {"repo": "https://github.com/acme/shop"},
-                "assigned_to": alice_developer,
+                "assigned_to": alice_developer.username,
             },
         )
         # Intake refuses budgets under 30 s; the tests need seconds, so the row is edited.
@@ -307,15 +307,15 @@ def test_agent_printing_its_own_token_has_it_redacted(submit):
 def test_celery_run_records_its_session_and_trace_folder(submit):
     task = submit('print("traced")')
     wait_for_status(task, Task.Status.COMPLETED)
-    execution = Execution.objects.select_related("session").get(task=task)
+    execution = Execution.objects.select_related("agent_session").get(task=task)
     trace = Path(execution.trace_path)
     assert trace.parts[-2:] == (str(task.pk), "1")
     assert "traced" in (trace / "output.log").read_text()
     events = [json.loads(line) for line in (trace / "events.jsonl").read_text().splitlines()]
     assert {"type": "log", "stream": "stdout", "content": "traced"}.items() <= events[0].items()
     assert json.loads((trace / "result.json").read_text())["exit_code"] == 0
-    assert execution.session is not None
-    assert execution.session.status == "terminated"
+    assert execution.agent_session is not None
+    assert execution.agent_session.status == "terminated"
 
 
 @pytest.mark.postgres

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 
+from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import AGENT_GROUP, SYSTEM
 from tasks.models import Execution, Worker
@@ -41,7 +42,7 @@ def celery_account_ensure(*, hostname: str) -> User:
             account.groups.add(Group.objects.get_or_create(name=AGENT_GROUP)[0])
             audit_record(
                 actor=SYSTEM,
-                action="service_account.created",
+                action=AuditAction.SERVICE_ACCOUNT_CREATED,
                 target=account,
                 details={"username": username, "role": AGENT_GROUP},
             )
@@ -67,12 +68,12 @@ def run_start(*, actor: User, work_order_id: UUID, worker_id: UUID, trace_root: 
             worker_id=worker_id,
             task_id=work_order.task_id,
         )
-        execution.session = session
+        execution.agent_session = session
         execution.trace_path = str(trace_root / str(work_order.task_id) / str(execution.attempt))
-        execution.save(update_fields=["session", "trace_path"])
+        execution.save(update_fields=["agent_session", "trace_path"])
         audit_record(
             actor=actor,
-            action="execution.started",
+            action=AuditAction.EXECUTION_STARTED,
             target=execution,
             task_id=work_order.task_id,
             details={"attempt": execution.attempt, "session": session.session_id, "trace_path": execution.trace_path},
