@@ -285,3 +285,36 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HOL_LOG_LEVEL", "INFO")},
 }
+
+# --- pages and live channels ---
+INSTALLED_APPS += ["django_htmx"]
+# The Content-Security-Policy goes on every response; the HTMX request details on each request.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+MIDDLEWARE.append("django_htmx.middleware.HtmxMiddleware")
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("hol.pages.nav_context")
+# People sign in on HOL's own page; agents' JWTs never open pages.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+# No inline script or style anywhere in HOL's pages: text an agent smuggles in cannot run. The
+# admin and the Swagger UI ship inline code of their own, so they are left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/", "/api/docs"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+# channels-redis drops group messages silently once a subscriber's channel holds `capacity`;
+# pages also catch up from the database by id, but a roomy channel keeps bursts off that path.
+CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("HOL_CHANNEL_CAPACITY", 5000)
+CHANNEL_LAYERS["default"]["CONFIG"]["expiry"] = 60
+# Tasks per page on the task list.
+HOL_PAGE_SIZE = env_int("HOL_PAGE_SIZE", 50)

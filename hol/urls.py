@@ -9,6 +9,8 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
 from approvals.metrics import metrics_view
 from audit.api import AuditViewSet
+from chat.api import ChatMessagesView, WsTicketView, chat_message_reply
+from notifications.api import NotificationViewSet
 from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
@@ -19,6 +21,7 @@ router.register("queue", QueueViewSet, basename="queue")
 router.register("sessions", SessionViewSet, basename="session")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("approvals", ApprovalViewSet, basename="approval")
+router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -29,6 +32,11 @@ urlpatterns = [
     # An async view (the long-poll must hold no thread while it waits), ahead of the router.
     re_path(r"^api/v1/approvals/(?P<pk>[0-9a-fA-F-]{32,36})/?$", approval_detail, name="approval-detail"),
     path("api/v1/risk/assess", RiskAssessView.as_view(), name="risk-assess"),
+    # --- chat, live channels and pages ---
+    re_path(r"^api/v1/chat/messages/?$", ChatMessagesView.as_view(), name="chat-messages"),
+    re_path(r"^api/v1/chat/messages/(?P<pk>[0-9]{1,18})/reply/?$", chat_message_reply, name="chat-reply"),
+    re_path(r"^api/v1/ws/ticket/?$", WsTicketView.as_view(), name="ws-ticket"),
+    # --- end chat, live channels and pages ---
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

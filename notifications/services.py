@@ -10,6 +10,7 @@ from django.db import models, transaction
 from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import NotFound
+from notifications.broadcast import notifications_changed
 from notifications.models import Notification
 
 
@@ -33,6 +34,7 @@ def notification_create(
             target=notification,
             details={"user": user.get_username(), "kind": kind},
         )
+        transaction.on_commit(lambda: notifications_changed(user.pk, notification))
     return notification
 
 
@@ -47,4 +49,5 @@ def notification_mark_read(*, actor: Any, notification_id: int) -> Notification:
             notification.is_read = True
             notification.save(update_fields=["is_read"])
             audit_record(actor=actor, action="notification.read", target=notification)
+            transaction.on_commit(lambda: notifications_changed(actor.pk))
     return notification
