@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
@@ -127,3 +128,20 @@ class AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
 
     async def admit(self) -> None:
         raise NotImplementedError
+
+
+class OriginGuard:
+    """Browsers always send `Origin` on a WebSocket handshake: those are checked against
+    ALLOWED_HOSTS (a foreign page cannot ride a person's session). Agents' clients send none; they
+    pass without their cookies, so only a JWT subprotocol or a ticket can authenticate them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.validated = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        headers = scope.get("headers") or []
+        if any(name == b"origin" for name, _ in headers):
+            return await self.validated(scope, receive, send)
+        scope = {**scope, "headers": [(name, value) for name, value in headers if name != b"cookie"]}
+        return await self.inner(scope, receive, send)

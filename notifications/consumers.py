@@ -44,7 +44,7 @@ class DashboardConsumer(AuthenticatedConsumer):
     joined = False
 
     async def admit(self) -> None:
-        if is_agent(self.user):
+        if await database_sync_to_async(is_agent)(self.user):
             raise PermissionDenied("the dashboard is for people")
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         self.joined = True
