@@ -287,7 +287,7 @@ LOGGING = {
 }
 
 # --- pages and live channels ---
-INSTALLED_APPS += ["django_htmx"]
+INSTALLED_APPS += ["django.contrib.humanize", "django_htmx"]
 # The Content-Security-Policy goes on every response; the HTMX request details on each request.
 MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
 MIDDLEWARE.append("django_htmx.middleware.HtmxMiddleware")

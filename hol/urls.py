@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -8,10 +9,16 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
 from approvals.metrics import metrics_view
+from approvals.pages import approval_decide, approval_inbox
 from audit.api import AuditViewSet
+from audit.pages import audit_page, audit_verify_now
 from chat.api import ChatMessagesView, WsTicketView, chat_message_reply
+from chat.pages import question_answer
+from hol.pages import LoginView, dashboard
 from notifications.api import NotificationViewSet
+from notifications.pages import notification_list, notification_read
 from tasks.api import PingView, QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
+from tasks.pages import task_cancel, task_detail, task_list
 
 router = DefaultRouter()
 router.trailing_slash = "/?"  # both /api/v1/tasks and /api/v1/tasks/ answer
@@ -36,6 +43,19 @@ urlpatterns = [
     re_path(r"^api/v1/chat/messages/?$", ChatMessagesView.as_view(), name="chat-messages"),
     re_path(r"^api/v1/chat/messages/(?P<pk>[0-9]{1,18})/reply/?$", chat_message_reply, name="chat-reply"),
     re_path(r"^api/v1/ws/ticket/?$", WsTicketView.as_view(), name="ws-ticket"),
+    path("login/", LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", dashboard, name="page-dashboard"),
+    path("tasks/", task_list, name="page-tasks"),
+    path("tasks/<uuid:pk>/", task_detail, name="page-task"),
+    path("tasks/<uuid:pk>/cancel", task_cancel, name="page-task-cancel"),
+    path("tasks/<uuid:pk>/answer", question_answer, name="page-task-answer"),
+    path("approvals/", approval_inbox, name="page-approvals"),
+    path("approvals/<uuid:pk>/decide", approval_decide, name="page-approval-decide"),
+    path("notifications/", notification_list, name="page-notifications"),
+    path("notifications/<int:pk>/read", notification_read, name="page-notification-read"),
+    path("audit/", audit_page, name="page-audit"),
+    path("audit/verify", audit_verify_now, name="page-audit-verify"),
     # --- end chat, live channels and pages ---
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
