@@ -316,5 +316,7 @@ CONTENT_SECURITY_POLICY = {
 # pages also catch up from the database by id, but a roomy channel keeps bursts off that path.
 CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("HOL_CHANNEL_CAPACITY", 5000)
 CHANNEL_LAYERS["default"]["CONFIG"]["expiry"] = 60
+# HOL's own stylesheet and script (static/hol/), served by whitenoise.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Tasks per page on the task list.
 HOL_PAGE_SIZE = env_int("HOL_PAGE_SIZE", 50)

@@ -200,7 +200,7 @@
         if (empty) { empty.remove(); }
         var a = event.activity;
         var li = el("li");
-        li.appendChild(el("span", "badge", a.message_type === "request" ? "question" : a.event_type));
+        li.appendChild(el("span", "badge", a.message_type === "request" ? "question" : (a.message_type === "response" ? "answer" : a.event_type)));
         li.appendChild(document.createTextNode(" "));
         var link = el("a", null, a.task_title);
         link.href = "/tasks/" + a.task_id + "/";
