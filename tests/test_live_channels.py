@@ -7,15 +7,51 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
+from hol.launcher import listening_socket, start_daphne, stop_all
 from tests.test_live_server import AGENT_PASSWORD, base_url, demo_agent, live_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@contextmanager
+def another_daphne(env: dict):
+    """One more daphne process on its own port, serving the same database."""
+    sock = listening_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    processes = start_daphne(sock, 1, env=env, quiet=True)
+    sock.close()  # daphne holds its own copy
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert processes[0].poll() is None, "daphne exited while starting"
+            try:
+                httpx.get(f"{url}/api/v1/ping", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "daphne did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop_all(processes)
+
+
+@pytest.fixture(scope="module")
+def second_url(live_env):  # noqa: F811
+    with another_daphne(live_env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def url_without_redis(live_env):  # noqa: F811
+    # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
+    with another_daphne({**live_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as url:
+        yield url
 
 
 def signed_in(base: str, username: str) -> httpx.Client:
@@ -87,3 +123,51 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task): 
     assert results["body"]["answered"] is True
     assert results["body"]["reply"]["content"] == "PostgreSQL"
     assert results["returned"] - sent < 1.0
+
+
+def test_a_message_posted_through_one_daphne_reaches_a_subscriber_of_another(
+    base_url,
+    second_url,
+    agent_task,  # noqa: F811
+):
+    agent, task = agent_task
+    token = agent.headers["Authorization"].removeprefix("Bearer ")
+    with connect(ws_url(second_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
+        posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "from the first"})
+        event = json.loads(ws.recv(timeout=10))
+    assert posted.status_code == 201
+    assert event["message"]["id"] == posted.json()["id"]
+
+
+def test_with_redis_down_a_waiting_agent_still_gets_the_answer_by_reading_the_database(
+    base_url,
+    url_without_redis,
+    agent_task,  # noqa: F811
+):
+    agent, task = agent_task
+    question = agent.post(
+        "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
+    ).json()
+    results: dict = {}
+
+    def wait() -> None:
+        response = httpx.get(
+            f"{url_without_redis}/api/v1/chat/messages/{question['id']}/reply",
+            params={"wait": 20}, headers={"Authorization": agent.headers["Authorization"]}, timeout=60,
+        )  # fmt: skip
+        results.update(status=response.status_code, body=response.json(), returned=time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)  # the agent is waiting
+    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+        lead.post(
+            "/api/v1/chat/messages",
+            json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",
+                  "parent_message_id": question["id"]},
+        )  # fmt: skip
+        answered = time.monotonic()
+    waiter.join(30)
+    assert results["status"] == 200
+    assert results["body"]["reply"]["content"] == "PostgreSQL"
+    assert results["returned"] - answered < 4.0
