@@ -14,7 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.test_live_server import AGENT_PASSWORD, base_url, demo_agent, live_env  # noqa: F401 - fixtures
+from tests.test_live_server import AGENT_PASSWORD, demo_agent, live_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,13 +41,21 @@ def another_daphne(env: dict):
         stop_all(processes)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def base_url(live_env):  # noqa: F811
+    """A daphne per test: one that outlived the database flush between tests would keep cached
+    content-type ids (notifications and permissions point through them) that no longer exist."""
+    with another_daphne(live_env) as url:
+        yield url
+
+
+@pytest.fixture
 def second_url(live_env):  # noqa: F811
     with another_daphne(live_env) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def url_without_redis(live_env):  # noqa: F811
     # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
     with another_daphne({**live_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as url:
@@ -74,7 +82,7 @@ def ws_url(base: str, path: str) -> str:
     return base.replace("http://", "ws://") + path
 
 
-def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, agent_task):  # noqa: F811
+def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, agent_task):
     agent, task = agent_task
     token = agent.headers["Authorization"].removeprefix("Bearer ")
     with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
@@ -86,7 +94,7 @@ def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, age
     assert (event["message"]["id"], event["message"]["content"]) == (posted.json()["id"], "editing models.py")
 
 
-def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):  # noqa: F811
+def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):
     agent, task = agent_task
     with closing(signed_in(base_url, "demo_tech_lead")) as lead:
         ticket = lead.post("/api/v1/ws/ticket").json()["ticket"]
@@ -96,7 +104,7 @@ def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):  # no
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task):  # noqa: F811
+def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task):
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
@@ -125,11 +133,7 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task): 
     assert results["returned"] - sent < 1.0
 
 
-def test_a_message_posted_through_one_daphne_reaches_a_subscriber_of_another(
-    base_url,
-    second_url,
-    agent_task,  # noqa: F811
-):
+def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(base_url, second_url, agent_task):
     agent, task = agent_task
     token = agent.headers["Authorization"].removeprefix("Bearer ")
     with connect(ws_url(second_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
@@ -139,11 +143,7 @@ def test_a_message_posted_through_one_daphne_reaches_a_subscriber_of_another(
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_with_redis_down_a_waiting_agent_still_gets_the_answer_by_reading_the_database(
-    base_url,
-    url_without_redis,
-    agent_task,  # noqa: F811
-):
+def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_redis, agent_task):
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}

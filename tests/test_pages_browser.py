@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_live_server import AGENT_PASSWORD, base_url, demo_agent, live_env  # noqa: F401 - fixtures
+from tests.test_live_channels import base_url  # noqa: F401 - a daphne per test
+from tests.test_live_server import AGENT_PASSWORD, demo_agent, live_env  # noqa: F401 - fixtures
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("HOL_CHROMIUM", "/usr/bin/chromium")
