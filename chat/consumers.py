@@ -22,6 +22,7 @@ from hol.errors import DomainError
 from hol.ws_auth import AuthenticatedConsumer
 
 REPLAY_PAGE = 500
+REPLAY_PAGES = 10
 
 
 class TaskStreamConsumer(AuthenticatedConsumer):
@@ -35,11 +36,14 @@ class TaskStreamConsumer(AuthenticatedConsumer):
         # dropped below if the replay already sent it.
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.sent: set[int] = set()
-        raw_after = parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
-        await self.replay(int(raw_after) if raw_after.isdigit() else 0)
+        raw_after = parse_qs(self.scope.get("query_string", b"").decode()).get("after", [""])[0]
+        if raw_after.isdigit():
+            await self.replay(int(raw_after))
 
     async def replay(self, after: int) -> None:
-        while True:
+        """Send what was stored after `after`, at most REPLAY_PAGES pages; a client that is further
+        behind asks again from the last id it got."""
+        for _ in range(REPLAY_PAGES):
             page = await database_sync_to_async(self._page)(after)
             for payload in page:
                 await self._forward(payload)

@@ -155,6 +155,20 @@ def test_reconnecting_with_after_replays_only_what_was_missed_each_once(task, ag
     assert run(scenario) == ids[2:]
 
 
+def test_connecting_without_after_replays_nothing(task, agent, bob):
+    chat_message_post(actor=agent, task_id=task.pk, content="old news")
+    headers = session_headers(bob)
+
+    async def scenario():
+        comm = communicator(f"/ws/tasks/{task.pk}/", headers=headers)
+        assert (await comm.connect())[0]
+        quiet = await comm.receive_nothing(timeout=0.3)
+        await comm.disconnect()
+        return quiet
+
+    assert run(scenario) is True
+
+
 def test_a_ticket_opens_one_socket_once(task, agent):
     from hol.ws_auth import ticket_issue
 
