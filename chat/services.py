@@ -1,4 +1,4 @@
-"""Posting to a task's chat. The live WebSocket fan-out arrives with the chat page issue."""
+"""Posting to a task's chat and event stream; watchers get each message once it is committed."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def chat_message_post(
     session_id: str = "",
     parent_id: int | None = None,
 ) -> ChatMessage:
-    """Append a message to a task's stream. Agents post as `worker`, people as `human`, HOL as
-    `system`. A response must answer a request of the same task."""
+    """Append a message to a task's stream. The poster must be able to see the task (an agent only
+    its own, a person only with a role; HOL itself, SYSTEM, always). Agents post as `worker`,
+    people as `human`, HOL as `system`. A response must answer a request of the same task. An
+    agent's question notifies the people it waits on; every message is broadcast after commit."""
     if len(content.encode()) > MAX_CONTENT_BYTES:
         raise BadRequest("message is larger than 64 KiB", code="too_large")
     if data and len(json.dumps(data).encode()) > MAX_DATA_BYTES:
@@ -45,7 +47,7 @@ def chat_message_post(
     else:
         sender_type = ChatMessage.SenderType.WORKER if is_agent(actor) else ChatMessage.SenderType.HUMAN
     with transaction.atomic():
-        task_for_stream(actor=actor, task_id=task_id)
+        task = task_for_stream(actor=actor, task_id=task_id)
         parent = None
         if parent_id is not None:
             parent = ChatMessage.objects.filter(pk=parent_id, task_id=task_id).first()
@@ -75,7 +77,7 @@ def chat_message_post(
             task_id=task_id,
             details={"message_type": message_type, "event_type": event_type, "parent": parent_id},
         )
-        _after_post(message)
+        _after_post(message, task)
     return message
 
 
@@ -90,11 +92,10 @@ def _question_recipients(task: Task) -> list[Any]:
     return list(get_user_model().objects.filter(groups__name=str(role), is_active=True))
 
 
-def _after_post(message: ChatMessage) -> None:
+def _after_post(message: ChatMessage, task: Task) -> None:
     """Inside the posting transaction: tell the people a question waits on, and broadcast the
     message once it is committed (stored before it is shown, never shown if rolled back)."""
     if message.message_type == ChatMessage.MessageType.REQUEST and message.sender_type != ChatMessage.SenderType.HUMAN:
-        task = Task.objects.select_related("assigned_to").get(pk=message.task_id)
         for user in _question_recipients(task):
             notification_create(
                 user=user,

@@ -96,6 +96,12 @@ def test_asking_a_question_notifies_the_tasks_assignee(as_agent_007, task_of_007
     assert notification.link == f"/tasks/{task_of_007['id']}/#message-{question['id']}"
 
 
+def test_a_question_on_an_unassigned_task_notifies_the_role_it_names(as_agent_007, new_task, bob_tech_lead):
+    task = as_agent_007.post("/api/v1/tasks", new_task(metadata={"role": "tech_lead"}), format="json").json()
+    post(as_agent_007, task, message_type="request", content="Merge now?")
+    assert list(Notification.objects.values_list("user__username", "kind")) == [("bob_tech_lead", "question")]
+
+
 def test_a_log_line_notifies_nobody(as_agent_007, task_of_007):
     post(as_agent_007, task_of_007, content="just a log")
     assert not Notification.objects.exists()
