@@ -8,18 +8,17 @@ import logging
 from datetime import datetime
 
 import redis
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals.broadcast import _client
 from audit import selectors
 from audit.models import AuditCheckpoint, AuditEntry
 from hol import errors
 from hol.pages import person_required
+from hol.pubsub import redis_client
 
 log = logging.getLogger(__name__)
 LAST_VERIFICATION_KEY = "hol:audit:last-verification"
@@ -34,7 +33,7 @@ def _ensure_staff(request: HttpRequest) -> None:
 
 def _last_verification() -> dict | None:
     try:
-        raw = _client(settings.REDIS_URL).get(LAST_VERIFICATION_KEY)
+        raw = redis_client().get(LAST_VERIFICATION_KEY)
     except redis.RedisError:
         return None
     return json.loads(raw) if raw else None
@@ -64,7 +63,7 @@ def audit_verify_now(request: HttpRequest) -> HttpResponse:
     result["verified_at"] = timezone.now().isoformat()
     result["verified_by"] = request.user.get_username()
     try:
-        _client(settings.REDIS_URL).set(LAST_VERIFICATION_KEY, json.dumps(result, default=str))
+        redis_client().set(LAST_VERIFICATION_KEY, json.dumps(result, default=str))
     except redis.RedisError:
         log.warning("could not keep the verification result", exc_info=True)
     return redirect("page-audit")

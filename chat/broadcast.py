@@ -11,10 +11,9 @@ from typing import Any
 import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 
-from approvals.broadcast import _client
 from chat.models import ChatMessage
+from hol.pubsub import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def message_broadcast(message: ChatMessage) -> None:
     )
     if message.message_type == ChatMessage.MessageType.RESPONSE and message.parent_id:
         try:
-            _client(settings.REDIS_URL).publish(reply_channel(message.parent_id), str(message.pk))
+            redis_client().publish(reply_channel(message.parent_id), str(message.pk))
         except redis.RedisError:
             # Waiting agents fall back to reading the database; a lost wake-up costs a few seconds.
             log.warning("could not publish the answer to question %s", message.parent_id, exc_info=True)

@@ -12,13 +12,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import lru_cache
 
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
+
+
+@lru_cache(maxsize=4)
+def _redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def redis_client() -> redis.Redis:
+    """The process's plain (blocking) Redis client, for publishing and small keys."""
+    return _redis_client(settings.REDIS_URL)
 
 
 class SharedSubscriber:

@@ -25,8 +25,8 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from approvals.broadcast import _client
 from hol.errors import NotFound, PermissionDenied
+from hol.pubsub import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _ticket_key(ticket: str) -> str:
 def ticket_issue(*, user: Any) -> str:
     """A random single-use ticket standing for `user` for TICKET_SECONDS."""
     ticket = secrets.token_urlsafe(32)
-    _client(settings.REDIS_URL).set(_ticket_key(ticket), str(user.pk), ex=TICKET_SECONDS)
+    redis_client().set(_ticket_key(ticket), str(user.pk), ex=TICKET_SECONDS)
     return ticket
 
 
