@@ -20,13 +20,13 @@ start_if_embedded()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from hol.routing import websocket_urlpatterns  # noqa: E402
+from hol.ws_auth import AgentAuthMiddleware, OriginGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginGuard(AuthMiddlewareStack(AgentAuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

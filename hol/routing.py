@@ -1,5 +1,14 @@
-"""WebSocket routes; the consumers arrive with the chat and notification pages."""
+"""WebSocket routes (SPEC §5)."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from chat.consumers import TaskStreamConsumer
+from notifications.consumers import DashboardConsumer, NotificationConsumer
+
+websocket_urlpatterns: list = [
+    re_path(r"^ws/tasks/(?P<task_id>[0-9a-fA-F-]{32,36})/$", TaskStreamConsumer.as_asgi()),
+    re_path(r"^ws/notifications/$", NotificationConsumer.as_asgi()),
+    re_path(r"^ws/dashboard/$", DashboardConsumer.as_asgi()),
+]

@@ -348,3 +348,37 @@ HOL_AGENT_KILL_GRACE_SECONDS = float(os.environ.get("HOL_AGENT_KILL_GRACE_SECOND
 # Extra environment variables passed through to agents (comma-separated names, e.g. an LLM API
 # key); nothing else of HOL's environment (database URL, secret key) reaches them.
 HOL_AGENT_ENV_PASSTHROUGH = env_list("HOL_AGENT_ENV_PASSTHROUGH")
+
+# --- pages and live channels ---
+INSTALLED_APPS += ["django.contrib.humanize"]  # times in words ("3 minutes ago")
+# The Content-Security-Policy goes on every response.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("hol.pages.nav_context")
+# People sign in on HOL's own page; agents' JWTs never open pages.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+# No inline script or style anywhere in HOL's pages: text an agent smuggles in cannot run. The
+# admin and the Swagger UI ship inline code of their own, so they are left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/", "/api/docs"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+# channels-redis drops group messages silently once a subscriber's channel holds `capacity`;
+# pages also catch up from the database by id, but a roomy channel keeps bursts off that path.
+CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("HOL_CHANNEL_CAPACITY", 5000)
+CHANNEL_LAYERS["default"]["CONFIG"]["expiry"] = 60
+# HOL's own stylesheet and script (static/hol/), served by whitenoise.
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Tasks per page on the task list.
+HOL_PAGE_SIZE = env_int("HOL_PAGE_SIZE", 50)

@@ -11,6 +11,7 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import NotFound
+from notifications.broadcast import notifications_changed
 from notifications.models import Notification
 
 
@@ -34,6 +35,7 @@ def notification_create(
             target=notification,
             details={"user": user.get_username(), "kind": kind},
         )
+        transaction.on_commit(lambda: notifications_changed(user.pk, notification))
     return notification
 
 
@@ -48,4 +50,5 @@ def notification_mark_read(*, actor: Any, notification_id: int) -> Notification:
             notification.is_read = True
             notification.save(update_fields=["is_read"])
             audit_record(actor=actor, action=AuditAction.NOTIFICATION_READ, target=notification)
+            transaction.on_commit(lambda: notifications_changed(actor.pk))
     return notification

@@ -1,0 +1,153 @@
+"""The chat API (SPEC §4): agents post log lines, events and questions to a task's stream and
+read it back; a question's answer is long-polled at `GET /api/v1/chat/messages/{id}/reply?wait=N`,
+an async view that holds neither a thread nor a database connection while it waits. Also the
+one-time WebSocket ticket."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals.api import _authenticate, _error, _release_connection, _Unauthenticated, _wait_seconds
+from chat import selectors
+from chat import services as chat_services
+from chat.broadcast import message_payload, reply_channel
+from chat.models import ChatMessage
+from chat.serializers import ChatMessageCreateSerializer, ChatMessageSerializer, WsTicketSerializer
+from hol.api import validated
+from hol.errors import BadRequest, DomainError, NotFound
+from hol.pubsub import shared_subscriber
+from hol.ws_auth import TICKET_SECONDS, ticket_issue
+
+# While Redis is unreachable, a waiting agent re-reads the database this often instead.
+POLL_SECONDS_WITHOUT_REDIS = 2.0
+MAX_PAGE = 500
+
+
+class ChatMessagesView(APIView):
+    """A task's chat and event stream: read (`?task=<id>&after=<message id>&limit=`) and post."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("task", str, required=True, description="the task's id"),
+            OpenApiParameter("after", int, description="only messages with a larger id"),
+            OpenApiParameter("limit", int, description=f"at most this many (≤ {MAX_PAGE})"),
+        ],
+        responses=ChatMessageSerializer(many=True),
+    )
+    def get(self, request):
+        params = request.query_params
+        if not params.get("task"):
+            raise BadRequest("task is required", code="invalid")
+        try:
+            after = int(params.get("after") or 0)
+            limit = min(max(int(params.get("limit") or MAX_PAGE), 1), MAX_PAGE)
+        except ValueError:
+            raise BadRequest("after and limit must be integers", code="invalid") from None
+        task = selectors.task_for_stream(actor=request.user, task_id=params["task"])
+        messages = selectors.messages_after(task_id=task.pk, after_id=after, limit=limit).select_related("sender")
+        return Response([message_payload(message) for message in messages])
+
+    @extend_schema(request=ChatMessageCreateSerializer, responses={201: ChatMessageSerializer})
+    def post(self, request):
+        data = validated(ChatMessageCreateSerializer, request.data)
+        message = chat_services.chat_message_post(
+            actor=request.user,
+            task_id=data["task_id"],
+            content=data["content"],
+            message_type=data["message_type"],
+            event_type=data["event_type"],
+            stage=data["stage"],
+            data=data["data"],
+            session_id=data["session_id"],
+            parent_id=data.get("parent_message_id"),
+        )
+        return Response(message_payload(message), status=status.HTTP_201_CREATED)
+
+
+class WsTicketView(APIView):
+    """Exchange the caller's credentials for a one-time WebSocket ticket (30 s, single use)."""
+
+    @extend_schema(request=None, responses={201: WsTicketSerializer})
+    def post(self, request):
+        ticket = ticket_issue(user=request.user)
+        return Response({"ticket": ticket, "expires_in": TICKET_SECONDS}, status=status.HTTP_201_CREATED)
+
+
+# --- the long-poll read of a question's answer -----------------------------------------------------
+
+
+def _reply_body(actor: Any, question_id: int) -> dict:
+    question = ChatMessage.objects.filter(pk=question_id).first()
+    if question is None:
+        raise NotFound(f"message {question_id} not found")
+    selectors.task_for_stream(actor=actor, task_id=question.task_id)
+    if question.message_type != ChatMessage.MessageType.REQUEST:
+        raise BadRequest("only a question (message_type request) has a reply", code="not_a_question")
+    reply = selectors.reply_to(question_id=question_id)
+    return {
+        "question_id": question_id,
+        "answered": reply is not None,
+        "reply": message_payload(reply) if reply is not None else None,
+    }
+
+
+def _read(actor: Any, question_id: int) -> dict:
+    try:
+        return _reply_body(actor, question_id)
+    finally:
+        _release_connection()
+
+
+def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any, dict]:
+    try:
+        actor = _authenticate(request)
+        return actor, _reply_body(actor, question_id)
+    finally:
+        _release_connection()
+
+
+async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
+    """The first human answer to a question; with `wait=N`, wait up to N seconds (capped by
+    HOL_APPROVAL_WAIT_MAX_SECONDS) for it. Waiters share the process's one Redis subscription;
+    without Redis they re-read the database every few seconds, so they still get their answer."""
+    if request.method != "GET":
+        return _error("method_not_allowed", f'Method "{request.method}" not allowed.', 405)
+    question_id = int(pk)
+    try:
+        wait = _wait_seconds(request.GET.get("wait"))
+        if wait <= 0:
+            _, body = await sync_to_async(_authenticate_and_read)(request, question_id)
+            return JsonResponse(body, encoder=DjangoJSONEncoder)
+        subscriber = shared_subscriber()
+        await subscriber.ready(timeout=min(wait, 1.0))
+        # Subscribe before the first read, so an answer given in between still wakes us.
+        async with subscriber.wait_on(reply_channel(question_id)) as answered:
+            actor, body = await sync_to_async(_authenticate_and_read)(request, question_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while not body["answered"]:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                timeout = remaining if subscriber.healthy else min(remaining, POLL_SECONDS_WITHOUT_REDIS)
+                try:
+                    await asyncio.wait_for(answered.wait(), timeout=timeout)
+                except TimeoutError:
+                    if subscriber.healthy:
+                        break
+                answered.clear()
+                body = await sync_to_async(_read)(actor, question_id)
+    except _Unauthenticated as exc:
+        return _error(exc.code, exc.message, 401)
+    except DomainError as exc:
+        return _error(exc.code, exc.message, exc.status_code)
+    return JsonResponse(body, encoder=DjangoJSONEncoder)

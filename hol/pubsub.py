@@ -1,0 +1,112 @@
+"""One Redis pub/sub connection per process (per event loop), shared by every long-poll waiter.
+
+A waiter asks for a channel and gets an asyncio.Event that is set when a message arrives on it.
+Many waiters on many channels cost one Redis connection, not one each. Redis is a speed-up only:
+while the connection is down `healthy` is False and waiters re-read the database every few
+seconds instead of waiting for a wake-up that may never come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import lru_cache
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+RECONNECT_SECONDS = 1.0
+
+
+@lru_cache(maxsize=4)
+def _redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def redis_client() -> redis.Redis:
+    """The process's plain (blocking) Redis client, for publishing and small keys."""
+    return _redis_client(settings.REDIS_URL)
+
+
+class SharedSubscriber:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self.healthy = False
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._ready = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            client = aioredis.from_url(self.url, socket_connect_timeout=2, health_check_interval=10)
+            try:
+                self._pubsub = client.pubsub()
+                # A placeholder subscription keeps the connection in subscribed mode while idle.
+                await self._pubsub.subscribe("hol:pubsub:keepalive", *self.waiters)
+                self.healthy = True
+                self._ready.set()
+                async for message in self._pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    channel = message["channel"].decode()
+                    for event in self.waiters.get(channel, ()):
+                        event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # any Redis failure: wake everyone to poll, retry later
+                log.warning("shared Redis subscription lost; waiters poll the database", exc_info=True)
+            finally:
+                self.healthy = False
+                self._ready.clear()
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            for events in self.waiters.values():
+                for event in events:
+                    event.set()
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def wait_on(self, channel: str) -> AsyncIterator[asyncio.Event]:
+        """Subscribe (if nobody else waits on `channel`) and yield an Event set on each message."""
+        event = asyncio.Event()
+        first = channel not in self.waiters
+        self.waiters.setdefault(channel, set()).add(event)
+        try:
+            if first and self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._pubsub.subscribe(channel), timeout=2)
+            yield event
+        finally:
+            events = self.waiters.get(channel)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self.waiters[channel]
+                    if self._pubsub is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(self._pubsub.unsubscribe(channel), timeout=2)
+
+    async def ready(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=timeout)
+        return self.healthy
+
+
+_subscribers: dict[int, SharedSubscriber] = {}
+
+
+def shared_subscriber() -> SharedSubscriber:
+    """The subscriber of the running event loop (daphne runs one loop per process)."""
+    loop = asyncio.get_running_loop()
+    subscriber = _subscribers.get(id(loop))
+    stale = subscriber is None or subscriber._task.get_loop() is not loop or subscriber._task.done()
+    if stale or subscriber.url != settings.REDIS_URL:
+        subscriber = _subscribers[id(loop)] = SharedSubscriber(settings.REDIS_URL)
+    return subscriber

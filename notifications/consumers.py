@@ -1,0 +1,75 @@
+"""`/ws/notifications/` (a person's unread count and new notifications) and `/ws/dashboard/`
+(worker, queue and session figures, and recent activity) (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from chat.broadcast import DASHBOARD_GROUP
+from hol.actors import is_agent
+from hol.dashboard import dashboard_snapshot
+from hol.errors import PermissionDenied
+from hol.ws_auth import AuthenticatedConsumer
+from notifications.broadcast import user_group
+from notifications.selectors import unread_count
+
+# The figures have no single writer to hook, so the dashboard socket re-reads them this often
+# and sends them only when they changed.
+DASHBOARD_REFRESH_SECONDS = 3.0
+
+
+class NotificationConsumer(AuthenticatedConsumer):
+    group: str | None = None
+
+    async def admit(self) -> None:
+        self.group = user_group(self.user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        unread = await database_sync_to_async(unread_count)(user=self.user)
+        await self.send_json({"type": "notification", "unread": unread})
+
+    async def notification_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "notification", **{k: v for k, v in event.items() if k != "type"}})
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class DashboardConsumer(AuthenticatedConsumer):
+    refresher: asyncio.Task | None = None
+    joined = False
+
+    async def admit(self) -> None:
+        if await database_sync_to_async(is_agent)(self.user):
+            raise PermissionDenied("the dashboard is for people")
+        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        self.joined = True
+        self.last: dict[str, Any] | None = None
+        await self.refresh()
+        self.refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def refresh(self) -> None:
+        snapshot = await database_sync_to_async(dashboard_snapshot)(actor=self.user)
+        if snapshot != self.last:
+            self.last = snapshot
+            await self.send_json({"type": "dashboard.snapshot", "snapshot": snapshot})
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(DASHBOARD_REFRESH_SECONDS)
+            await self.refresh()
+
+    async def dashboard_activity(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "dashboard.activity", "activity": event["activity"]})
+
+    async def disconnect(self, code: int) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresher
+        if self.joined:
+            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)

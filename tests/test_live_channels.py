@@ -1,0 +1,173 @@
+"""Chat and WebSockets through a real daphne (started as `./bin/hol run` starts it): a message an
+agent posts over HTTP reaches WebSocket subscribers, and an agent long-polling its question gets
+the human's answer within a second."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import closing, contextmanager
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from hol.launcher import listening_socket, start_daphne, stop_all
+from tests.test_live_server import AGENT_PASSWORD, demo_agent, live_env  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@contextmanager
+def another_daphne(env: dict):
+    """One more daphne process on its own port, serving the same database."""
+    sock = listening_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    processes = start_daphne(sock, 1, env=env, quiet=True)
+    sock.close()  # daphne holds its own copy
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert processes[0].poll() is None, "daphne exited while starting"
+            try:
+                httpx.get(f"{url}/api/v1/ping", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "daphne did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop_all(processes)
+
+
+@pytest.fixture
+def base_url(live_env):  # noqa: F811
+    """A daphne per test: one that outlived the database flush between tests would keep cached
+    content-type ids (notifications and permissions point through them) that no longer exist."""
+    with another_daphne(live_env) as url:
+        yield url
+
+
+@pytest.fixture
+def second_url(live_env):  # noqa: F811
+    with another_daphne(live_env) as url:
+        yield url
+
+
+@pytest.fixture
+def url_without_redis(live_env):  # noqa: F811
+    # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
+    with another_daphne({**live_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as url:
+        yield url
+
+
+def signed_in(base: str, username: str) -> httpx.Client:
+    http = httpx.Client(base_url=base, timeout=10)
+    token = http.post("/api/v1/auth/token", json={"username": username, "password": AGENT_PASSWORD})
+    assert token.status_code == 200, token.text
+    http.headers["Authorization"] = f"Bearer {token.json()['access']}"
+    return http
+
+
+@pytest.fixture
+def agent_task(base_url, demo_agent, new_task):  # noqa: F811 - fixtures imported above
+    with closing(signed_in(base_url, demo_agent)) as agent:
+        task = agent.post("/api/v1/tasks", json=new_task(assigned_to="demo_tech_lead"))
+        assert task.status_code == 201, task.text
+        yield agent, task.json()
+
+
+def ws_url(base: str, path: str) -> str:
+    return base.replace("http://", "ws://") + path
+
+
+def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, agent_task):
+    agent, task = agent_task
+    token = agent.headers["Authorization"].removeprefix("Bearer ")
+    with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
+        assert ws.subprotocol == "hol.v1"
+        posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "editing models.py"})
+        assert posted.status_code == 201, posted.text
+        event = json.loads(ws.recv(timeout=10))
+    assert event["type"] == "chat.message"
+    assert (event["message"]["id"], event["message"]["content"]) == (posted.json()["id"], "editing models.py")
+
+
+def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):
+    agent, task = agent_task
+    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+        ticket = lead.post("/api/v1/ws/ticket").json()["ticket"]
+    with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/?ticket={ticket}")) as ws:
+        posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "step 2"})
+        event = json.loads(ws.recv(timeout=10))
+    assert event["message"]["id"] == posted.json()["id"]
+
+
+def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task):
+    agent, task = agent_task
+    question = agent.post(
+        "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
+    ).json()
+    results: dict = {}
+
+    def wait() -> None:
+        response = agent.get(f"/api/v1/chat/messages/{question['id']}/reply", params={"wait": 30}, timeout=60)
+        results.update(body=response.json(), returned=time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)  # the agent is waiting
+    assert not results
+    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+        answered = lead.post(
+            "/api/v1/chat/messages",
+            json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",
+                  "parent_message_id": question["id"]},
+        )  # fmt: skip
+        sent = time.monotonic()
+    waiter.join(30)
+    assert answered.status_code == 201, answered.text
+    assert results["body"]["answered"] is True
+    assert results["body"]["reply"]["content"] == "PostgreSQL"
+    assert results["returned"] - sent < 1.0
+
+
+def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(base_url, second_url, agent_task):
+    agent, task = agent_task
+    token = agent.headers["Authorization"].removeprefix("Bearer ")
+    with connect(ws_url(second_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
+        posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "from the first"})
+        event = json.loads(ws.recv(timeout=10))
+    assert posted.status_code == 201
+    assert event["message"]["id"] == posted.json()["id"]
+
+
+def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_redis, agent_task):
+    agent, task = agent_task
+    question = agent.post(
+        "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
+    ).json()
+    results: dict = {}
+
+    def wait() -> None:
+        response = httpx.get(
+            f"{url_without_redis}/api/v1/chat/messages/{question['id']}/reply",
+            params={"wait": 20}, headers={"Authorization": agent.headers["Authorization"]}, timeout=60,
+        )  # fmt: skip
+        results.update(status=response.status_code, body=response.json(), returned=time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)  # the agent is waiting
+    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+        lead.post(
+            "/api/v1/chat/messages",
+            json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",
+                  "parent_message_id": question["id"]},
+        )  # fmt: skip
+        answered = time.monotonic()
+    waiter.join(30)
+    assert results["status"] == 200
+    assert results["body"]["reply"]["content"] == "PostgreSQL"
+    assert results["returned"] - answered < 4.0
