@@ -15,17 +15,14 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from approvals import selectors
 from approvals import services as approval_services
@@ -41,7 +38,8 @@ from approvals.serializers import (
 )
 from approvals.services import channel_name
 from hol.api import validated
-from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
+from hol.errors import BadRequest, DomainError
+from hol.longpoll import authenticate, error_response, method_not_allowed, release_connection, wait_seconds
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -189,30 +187,6 @@ class RiskAssessView(APIView):
 # --- the long-poll read ---------------------------------------------------------------------------
 
 
-def _release_connection() -> None:
-    # Waiting agents must not pin database connections between reads; inside an outer
-    # transaction (the test suite's), the connection is not ours to close.
-    if not connection.in_atomic_block:
-        connection.close()
-
-
-def _authenticate(request: HttpRequest) -> Any:
-    """The API's JWT, or the session of a signed-in person."""
-    try:
-        result = JWTAuthentication().authenticate(request)
-    except drf_exceptions.AuthenticationFailed as exc:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
-        raise Unauthenticated(
-            str(detail.get("detail")), code=str(detail.get("code", "authentication_failed"))
-        ) from None
-    if result is not None:
-        return result[0]
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return user
-    raise Unauthenticated("Authentication credentials were not provided.")
-
-
 @dataclass
 class _Seen:
     """What one read of the request tells the waiting loop."""
@@ -243,15 +217,15 @@ def _read(actor: Any, pk: str) -> _Seen:
     try:
         return _serialize(actor, pk)
     finally:
-        _release_connection()
+        release_connection()
 
 
 def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, _Seen]:
     try:
-        actor = _authenticate(request)
+        actor = authenticate(request)
         return actor, _serialize(actor, pk)
     finally:
-        _release_connection()
+        release_connection()
 
 
 def _extend_lease(actor: Any, worker_id: Any) -> bool:
@@ -265,23 +239,7 @@ def _extend_lease(actor: Any, worker_id: Any) -> bool:
     except DomainError:
         return False
     finally:
-        _release_connection()
-
-
-def _wait_seconds(raw: str | None) -> float:
-    if raw in (None, ""):
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds", code="invalid") from None
-    if not 0 <= wait < float("inf"):
-        raise BadRequest("wait must be a number of seconds ≥ 0", code="invalid")
-    return min(wait, float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS))
-
-
-def _error(exc: DomainError) -> JsonResponse:
-    return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
+        release_connection()
 
 
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
@@ -293,11 +251,11 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     holds, the wait heartbeats that worker every HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10),
     so the lease outlives the wait."""
     if request.method != "GET":
-        return JsonResponse(error_body("method_not_allowed", f'Method "{request.method}" not allowed.'), status=405)
+        return method_not_allowed(request)
     try:
-        wait = _wait_seconds(request.GET.get("wait"))
+        wait = wait_seconds(request.GET.get("wait"))
     except DomainError as exc:
-        return _error(exc)
+        return error_response(exc)
     heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
     client = pubsub = None
     try:
@@ -327,7 +285,7 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
             if message is not None or (seen.expires_at is not None and seen.expires_at <= timezone.now()):
                 seen = await sync_to_async(_read)(actor, pk)
     except DomainError as exc:
-        return _error(exc)
+        return error_response(exc)
     finally:
         if pubsub is not None:
             await pubsub.aclose()

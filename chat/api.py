@@ -16,7 +16,6 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals.api import _authenticate, _error, _release_connection, _Unauthenticated, _wait_seconds
 from chat import selectors
 from chat import services as chat_services
 from chat.broadcast import message_payload, reply_channel
@@ -24,6 +23,7 @@ from chat.models import ChatMessage
 from chat.serializers import ChatMessageCreateSerializer, ChatMessageSerializer, WsTicketSerializer
 from hol.api import validated
 from hol.errors import BadRequest, DomainError, NotFound
+from hol.longpoll import authenticate, error_response, method_not_allowed, release_connection, wait_seconds
 from hol.pubsub import shared_subscriber
 from hol.ws_auth import TICKET_SECONDS, ticket_issue
 
@@ -104,15 +104,15 @@ def _read(actor: Any, question_id: int) -> dict:
     try:
         return _reply_body(actor, question_id)
     finally:
-        _release_connection()
+        release_connection()
 
 
 def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any, dict]:
     try:
-        actor = _authenticate(request)
+        actor = authenticate(request)
         return actor, _reply_body(actor, question_id)
     finally:
-        _release_connection()
+        release_connection()
 
 
 async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
@@ -120,10 +120,10 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
     HOL_APPROVAL_WAIT_MAX_SECONDS) for it. Waiters share the process's one Redis subscription;
     without Redis they re-read the database every few seconds, so they still get their answer."""
     if request.method != "GET":
-        return _error("method_not_allowed", f'Method "{request.method}" not allowed.', 405)
+        return method_not_allowed(request)
     question_id = int(pk)
     try:
-        wait = _wait_seconds(request.GET.get("wait"))
+        wait = wait_seconds(request.GET.get("wait"))
         if wait <= 0:
             _, body = await sync_to_async(_authenticate_and_read)(request, question_id)
             return JsonResponse(body, encoder=DjangoJSONEncoder)
@@ -146,8 +146,6 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
                         break
                 answered.clear()
                 body = await sync_to_async(_read)(actor, question_id)
-    except _Unauthenticated as exc:
-        return _error(exc.code, exc.message, 401)
     except DomainError as exc:
-        return _error(exc.code, exc.message, exc.status_code)
+        return error_response(exc)
     return JsonResponse(body, encoder=DjangoJSONEncoder)

@@ -83,7 +83,7 @@ class TaskForm(forms.Form):
                 "allow_network": data["allow_network"],
                 "allow_secrets": data["allow_secrets"],
             },
-            "assigned_to": data["assigned_to"],
+            "assigned_to": data["assigned_to"].username if data["assigned_to"] else None,
             "enqueue": data["enqueue"],
         }
 
@@ -172,7 +172,7 @@ def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
             "answered": answered,
             "last_id": newest[-1].pk if newest else 0,
             "work_orders": task.work_orders.select_related("worker").order_by("-enqueued_at")[:20],
-            "executions": task.executions.select_related("worker", "session").order_by("-started_at")[:20],
+            "executions": task.executions.select_related("worker", "agent_session").order_by("-started_at")[:20],
             "approvals": ApprovalRequest.objects.filter(task=task)
             .prefetch_related("decisions")
             .order_by("-created_at")[:20],

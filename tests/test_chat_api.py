@@ -16,7 +16,7 @@ from hol.actors import SYSTEM
 from hol.ws_auth import _ticket_key
 from notifications.models import Notification
 from notifications.services import notification_create
-from tests.conftest import client_for, make_user
+from tests.factories import client_for, make_user
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from chat.services import chat_message_post
 from hol.asgi import application
 from notifications.services import notification_create
 from tasks.services import task_create
-from tests.conftest import TASK, make_user
+from tests.factories import TASK, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost")
@@ -94,7 +94,7 @@ def bob():
 
 @pytest.fixture
 def task(agent, bob):
-    created, _ = task_create(actor=agent, payload={**TASK, "assigned_to": bob})
+    created, _ = task_create(actor=agent, payload={**TASK, "assigned_to": bob.username})
     return created
 
 

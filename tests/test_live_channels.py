@@ -14,7 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.test_live_server import AGENT_PASSWORD, demo_agent, live_env  # noqa: F401 - fixtures
+from tests.test_live_server import demo_passwords, live_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,17 +62,17 @@ def url_without_redis(live_env):  # noqa: F811
         yield url
 
 
-def signed_in(base: str, username: str) -> httpx.Client:
+def signed_in(base: str, username: str, passwords: dict[str, str]) -> httpx.Client:
     http = httpx.Client(base_url=base, timeout=10)
-    token = http.post("/api/v1/auth/token", json={"username": username, "password": AGENT_PASSWORD})
+    token = http.post("/api/v1/auth/token", json={"username": username, "password": passwords[username]})
     assert token.status_code == 200, token.text
     http.headers["Authorization"] = f"Bearer {token.json()['access']}"
     return http
 
 
 @pytest.fixture
-def agent_task(base_url, demo_agent, new_task):  # noqa: F811 - fixtures imported above
-    with closing(signed_in(base_url, demo_agent)) as agent:
+def agent_task(base_url, demo_passwords, new_task):  # noqa: F811 - fixtures imported above
+    with closing(signed_in(base_url, "demo_agent", demo_passwords)) as agent:
         task = agent.post("/api/v1/tasks", json=new_task(assigned_to="demo_tech_lead"))
         assert task.status_code == 201, task.text
         yield agent, task.json()
@@ -94,9 +94,9 @@ def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, age
     assert (event["message"]["id"], event["message"]["content"]) == (posted.json()["id"], "editing models.py")
 
 
-def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):
+def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task, demo_passwords):  # noqa: F811
     agent, task = agent_task
-    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
         ticket = lead.post("/api/v1/ws/ticket").json()["ticket"]
     with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/?ticket={ticket}")) as ws:
         posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "step 2"})
@@ -104,7 +104,7 @@ def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task):
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task):
+def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task, demo_passwords):  # noqa: F811
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
@@ -119,7 +119,7 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task):
     waiter.start()
     time.sleep(1.0)  # the agent is waiting
     assert not results
-    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
         answered = lead.post(
             "/api/v1/chat/messages",
             json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",
@@ -143,7 +143,7 @@ def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(base_url, second_u
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_redis, agent_task):
+def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_redis, agent_task, demo_passwords):  # noqa: F811
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
@@ -160,7 +160,7 @@ def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_r
     waiter = threading.Thread(target=wait)
     waiter.start()
     time.sleep(1.0)  # the agent is waiting
-    with closing(signed_in(base_url, "demo_tech_lead")) as lead:
+    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
         lead.post(
             "/api/v1/chat/messages",
             json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",

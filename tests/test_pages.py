@@ -14,7 +14,7 @@ from notifications.models import Notification
 from notifications.services import notification_create
 from tasks.models import Task, WorkOrder
 from tasks.services import task_create
-from tests.conftest import TASK
+from tests.factories import TASK
 
 XSS = "<script>alert('pwned')</script>"
 MEDIUM = {"action_type": "file", "operation": "write"}
@@ -28,7 +28,7 @@ def bob_client(client, bob_tech_lead):
 
 @pytest.fixture
 def task(agent_007, bob_tech_lead):
-    created, _ = task_create(actor=agent_007, payload={**TASK, "assigned_to": bob_tech_lead})
+    created, _ = task_create(actor=agent_007, payload={**TASK, "assigned_to": bob_tech_lead.username})
     return created
 
 
@@ -178,7 +178,7 @@ def test_marking_a_notification_read_from_the_list(bob_client, bob_tech_lead):
 
 
 def test_the_audit_page_is_for_staff_only(client, db):
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     client.force_login(make_user("dora", "developer"))
     assert client.get("/audit/").status_code == 403

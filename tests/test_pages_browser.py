@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.test_live_channels import base_url  # noqa: F401 - a daphne per test
-from tests.test_live_server import AGENT_PASSWORD, demo_agent, live_env  # noqa: F401 - fixtures
+from tests.test_live_server import demo_passwords, live_env  # noqa: F401 - fixtures
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("HOL_CHROMIUM", "/usr/bin/chromium")
@@ -46,30 +46,30 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-def sign_in(browser, base: str, username: str = "demo_tech_lead", **context_options):
+def sign_in(browser, base: str, password: str, username: str = "demo_tech_lead", **context_options):
     context = browser.new_context(base_url=base, **context_options)
     page = context.new_page()
     page.set_default_timeout(10_000)
     page.goto("/")
     assert "/login/" in page.url
     page.fill("#id_username", username)
-    page.fill("#id_password", AGENT_PASSWORD)
+    page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/$"))
     return context, page
 
 
 @pytest.fixture
-def person(browser, base_url, demo_agent):  # noqa: F811 - fixtures imported above
-    context, page = sign_in(browser, base_url)
+def person(browser, base_url, demo_passwords):  # noqa: F811 - fixtures imported above
+    context, page = sign_in(browser, base_url, demo_passwords["demo_tech_lead"])
     yield page
     context.close()
 
 
 @pytest.fixture
-def agent(base_url, demo_agent):  # noqa: F811
+def agent(base_url, demo_passwords):  # noqa: F811
     http = httpx.Client(base_url=base_url, timeout=30)
-    token = http.post("/api/v1/auth/token", json={"username": demo_agent, "password": AGENT_PASSWORD})
+    token = http.post("/api/v1/auth/token", json={"username": "demo_agent", "password": demo_passwords["demo_agent"]})
     http.headers["Authorization"] = f"Bearer {token.json()['access']}"
     worker = http.post("/api/v1/workers", json={"name": "laptop"}).json()
     http.worker_id = worker["id"]
@@ -184,7 +184,7 @@ def test_agent_html_renders_as_text_and_never_runs(person, agent):
     assert person.evaluate("window.__pwned") is None
 
 
-def test_screenshots_of_every_page(browser, base_url, person, agent):  # noqa: F811
+def test_screenshots_of_every_page(browser, base_url, person, agent, demo_passwords):  # noqa: F811
     SHOTS.mkdir(parents=True, exist_ok=True)
     task_id = create_task_in_the_browser(person, "Add a dark theme to the settings page")
     claim(agent, task_id)
@@ -213,7 +213,9 @@ def test_screenshots_of_every_page(browser, base_url, person, agent):  # noqa: F
             person.click("text=Verify the chain now")
         person.wait_for_load_state("load")
         person.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    phone, phone_page = sign_in(browser, base_url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone, phone_page = sign_in(
+        browser, base_url, demo_passwords["demo_tech_lead"], viewport={"width": 390, "height": 844}, is_mobile=True
+    )
     phone_page.goto("/approvals/")
     phone_page.screenshot(path=str(SHOTS / "approvals-phone.png"), full_page=True)
     phone.close()

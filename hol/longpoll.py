@@ -1,0 +1,60 @@
+"""What the async long-poll views (approval waits, question replies) share: they authenticate
+like the API, read on a connection they close at once, cap the wait, and answer errors with the
+one error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework_simplejwt.authentication import JWTAuthentication
+
+from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
+
+
+def release_connection() -> None:
+    # Waiting agents must not pin database connections between reads; inside an outer
+    # transaction (the test suite's), the connection is not ours to close.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def authenticate(request: HttpRequest) -> Any:
+    """The API's JWT, or the session of a signed-in person; Unauthenticated (401) otherwise."""
+    try:
+        result = JWTAuthentication().authenticate(request)
+    except drf_exceptions.AuthenticationFailed as exc:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+        raise Unauthenticated(
+            str(detail.get("detail")), code=str(detail.get("code", "authentication_failed"))
+        ) from None
+    if result is not None:
+        return result[0]
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user
+    raise Unauthenticated("Authentication credentials were not provided.")
+
+
+def wait_seconds(raw: str | None) -> float:
+    """`?wait=N` as seconds, capped by HOL_APPROVAL_WAIT_MAX_SECONDS; 400 when not a number ≥ 0."""
+    if raw in (None, ""):
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", code="invalid") from None
+    if not 0 <= wait < float("inf"):
+        raise BadRequest("wait must be a number of seconds ≥ 0", code="invalid")
+    return min(wait, float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS))
+
+
+def error_response(exc: DomainError) -> JsonResponse:
+    return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
+
+
+def method_not_allowed(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(error_body("method_not_allowed", f'Method "{request.method}" not allowed.'), status=405)
