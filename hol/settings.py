@@ -162,6 +162,15 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [CHANNEL_REDIS_HOST], "prefix": os.environ.get("HOL_CHANNEL_PREFIX", "hol")},
     }
 }
+# Counts every process must share (the per-agent approval rate limit) live in Redis, under a
+# prefix of their own: a per-process cache would let N web processes allow N times the rate.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "hol-cache",
+    }
+}
 
 # --- Celery and Beat ------------------------------------------------------------------------------
 CELERY_RESULT_BACKEND = None

@@ -132,12 +132,20 @@ def github_repos_allowed(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles():
-    """DRF throttles count in the cache; each test starts with none spent."""
+    """DRF throttles count in the cache (Redis); each test starts with none spent. Only the
+    cache's own keys go: the same Redis carries Celery's queue and the channel layer."""
+    forget_cached_counts()
+    yield
+    forget_cached_counts()
+
+
+def forget_cached_counts() -> None:
+    from django.conf import settings
     from django.core.cache import cache
 
-    cache.clear()
-    yield
-    cache.clear()
+    client = cache._cache.get_client(write=True)
+    for key in client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
+        client.delete(key)
 
 
 @pytest.fixture

@@ -344,6 +344,24 @@ def test_one_agents_flood_does_not_block_another_agent(as_agent_007, as_agent_00
     assert ask(as_agent_008, MEDIUM).status_code == 201
 
 
+def test_asks_counted_in_one_process_count_in_every_other(as_agent_007, agent_007, settings):
+    """The count lives in Redis, which every web process shares: another process's throttle (a
+    fresh cache connection reading the same Redis) sees the asks this one counted."""
+    from django.core.cache.backends.redis import RedisCache
+    from rest_framework.test import APIRequestFactory
+
+    from approvals.api import ApprovalRequestThrottle
+
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
+    for _ in range(2):
+        assert ask(as_agent_007, MEDIUM).status_code == 201
+    other_process = ApprovalRequestThrottle()
+    other_process.cache = RedisCache(settings.CACHES["default"]["LOCATION"], settings.CACHES["default"])
+    request = APIRequestFactory().post("/api/v1/approvals")
+    request.user = agent_007
+    assert other_process.allow_request(request, view=None) is False
+
+
 def test_reading_approvals_is_not_counted_against_the_rate(as_agent_007, settings):
     settings.HOL_APPROVAL_RATE_PER_MINUTE = 1
     for _ in range(3):
