@@ -1,4 +1,4 @@
-"""The approvers' admin (SPEC §6). A request's own page shows what is asked, why it is risky, what
+"""The approvers' admin. A request's own page shows what is asked, why it is risky, what
 it concerns and how far the decision has come, with Approve / Reject / Escalate buttons for those
 who may decide; the list keeps bulk actions. Every decision calls the same services as the API, so
 every rule (role, object permission, self-approval, justification, reason, expiry, distinct

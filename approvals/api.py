@@ -1,4 +1,4 @@
-"""The approvals API (SPEC §4): request, list, decide, cancel, consume, assess; and the long-poll
+"""The approvals API: request, list, decide, cancel, consume, assess; and the long-poll
 read `GET /api/v1/approvals/{id}?wait=N`, an async view that holds neither a thread nor a database
 connection while it waits."""
 

@@ -1,4 +1,4 @@
-"""`/metrics` in the Prometheus text format (SPEC §3.3): approval requests by risk level and
+"""`/metrics` in the Prometheus text format: approval requests by risk level and
 status, time to decision by risk level, queue depth, claims and failures.
 
 Every figure is read from the database at scrape time, so all daphne processes answer the same

@@ -1,4 +1,4 @@
-"""Risk assessment (SPEC §3.2): a pure function of an action and the rules file, and the action hash
+"""Risk assessment: a pure function of an action and the rules file, and the action hash
 that ties an approval to exactly the action it was asked for."""
 
 from __future__ import annotations

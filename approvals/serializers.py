@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from approvals.models import ApprovalDecision, ApprovalRequest, RiskLevel
 
-MAX_JSON_BYTES = 256 * 1024  # SPEC §4: JSON detail fields ≤ 256 KiB
+MAX_JSON_BYTES = 256 * 1024  # JSON detail fields ≤ 256 KiB
 
 
 def _small_json(value: Any) -> Any:

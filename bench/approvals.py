@@ -1,4 +1,4 @@
-"""Decision-to-agent latency of approvals (issue 5's benchmark; not a test).
+"""Decision-to-agent latency of approvals (a benchmark, not a test).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \
         .venv/bin/python -m bench.approvals [--agents 50] [--rounds 3] [--web-processes 2]

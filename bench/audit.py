@@ -1,4 +1,4 @@
-"""Audit chain throughput and verification speed on PostgreSQL (issue 4's benchmark; not a test).
+"""Audit chain throughput and verification speed on PostgreSQL (a benchmark, not a test).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.audit
 

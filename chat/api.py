@@ -1,4 +1,4 @@
-"""The chat API (SPEC §4): agents post log lines, events and questions to a task's stream and
+"""The chat API: agents post log lines, events and questions to a task's stream and
 read it back; a question's answer is long-polled at `GET /api/v1/chat/messages/{id}/reply?wait=N`,
 an async view that holds neither a thread nor a database connection while it waits. Also the
 one-time WebSocket ticket."""

@@ -30,7 +30,7 @@ def reply_channel(question_id: int) -> str:
 
 
 def message_payload(message: ChatMessage) -> dict[str, Any]:
-    """The one shape a message has on the API and on every socket (SPEC §5)."""
+    """The one shape a message has on the API and on every socket."""
     return {
         "id": message.pk,
         "task_id": str(message.task_id),

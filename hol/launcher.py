@@ -2,7 +2,7 @@
 Celery Beat together.
 
 Ctrl-C (or SIGTERM) stops all of them, and the embedded Redis if this launcher started it. Without
-DATABASE_URL / REDIS_URL everything runs on the embedded SQLite file and the embedded Redis (SPEC §2).
+DATABASE_URL / REDIS_URL everything runs on the embedded SQLite file and the embedded Redis.
 """
 
 from __future__ import annotations

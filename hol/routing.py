@@ -1,4 +1,4 @@
-"""WebSocket routes (SPEC §5)."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 

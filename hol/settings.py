@@ -1,7 +1,7 @@
 """HOL settings. Every knob is read from the environment and has an embedded default.
 
-With no DATABASE_URL / REDIS_URL set, HOL runs on a SQLite file and a Redis server of its own
-(SPEC §2), both under HOL_DATA_DIR. Importing this module starts nothing and writes nothing: the
+With no DATABASE_URL / REDIS_URL set, HOL runs on a SQLite file and a Redis server of its own,
+both under HOL_DATA_DIR. Importing this module starts nothing and writes nothing: the
 entry points (manage.py, `./bin/hol`, the ASGI and Celery apps, the test run) prepare the data dir
 (`hol.datadir.prepare`) and start the embedded Redis where they need it.
 """
@@ -184,7 +184,7 @@ CELERY_TIMEZONE = "UTC"
 HOL_BEAT_SCHEDULE = {
     "tasks.tasks.requeue_lapsed_work": env_int("HOL_BEAT_LEASE_SECONDS", 15),
     "tasks.tasks.terminate_stale_sessions": env_int("HOL_BEAT_SESSIONS_SECONDS", 60),
-    # Seals audit entries a crashed process left pending, then signs the chain head (SPEC §8).
+    # Seals audit entries a crashed process left pending, then signs the chain head.
     "audit.tasks.record_checkpoint": env_int("HOL_BEAT_AUDIT_CHECKPOINT_SECONDS", 60),
     # Pending approvals past expires_at become expired; approvers hear of ones about to expire.
     "approvals.tasks.expire_overdue_approvals": env_int("HOL_BEAT_APPROVALS_EXPIRE_SECONDS", 30),
@@ -270,7 +270,7 @@ HOL_WORKER_TIMEOUT_SECONDS = env_int("HOL_WORKER_TIMEOUT_SECONDS", 90)
 HOL_RETRY_BACKOFF_SECONDS = float(os.environ.get("HOL_RETRY_BACKOFF_SECONDS", 10))
 HOL_RETRY_BACKOFF_MAX_SECONDS = float(os.environ.get("HOL_RETRY_BACKOFF_MAX_SECONDS", 3600))
 HOL_DEFAULT_MAX_RETRIES = env_int("HOL_DEFAULT_MAX_RETRIES", 3)
-# Session keep-alive policy (SPEC §3.4).
+# Session keep-alive policy.
 HOL_SESSION_IDLE_SECONDS = env_int("HOL_SESSION_IDLE_SECONDS", 30 * 60)
 HOL_SESSION_MAX_AGE_SECONDS = env_int("HOL_SESSION_MAX_AGE_SECONDS", 60 * 60)
 HOL_APPROVAL_POLICIES_FILE = Path(

@@ -1,4 +1,4 @@
-"""Who is on the other end of a WebSocket (SPEC §5).
+"""Who is on the other end of a WebSocket.
 
 People: the session cookie (channels' AuthMiddlewareStack, applied outside this middleware).
 Agents: a JWT offered as the subprotocol `hol.jwt.<token>` next to `hol.v1` (the server accepts

@@ -1,4 +1,4 @@
-"""The HTTP client: one method per thing an agent does with HOL (SPEC §4 endpoints)."""
+"""The HTTP client: one method per thing an agent does with HOL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A person's own notifications (SPEC §4): list (`?unread=1` for unread only) and mark read."""
+"""A person's own notifications: list (`?unread=1` for unread only) and mark read."""
 
 from __future__ import annotations
 

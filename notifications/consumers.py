@@ -1,5 +1,5 @@
 """`/ws/notifications/` (a person's unread count and new notifications) and `/ws/dashboard/`
-(worker, queue and session figures, and recent activity) (SPEC §5)."""
+(worker, queue and session figures, and recent activity)."""
 
 from __future__ import annotations
 

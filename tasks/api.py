@@ -1,4 +1,4 @@
-"""The agent API for tasks, workers, the queue and sessions (SPEC §4). Thin: parse, call one
+"""The agent API for tasks, workers, the queue and sessions. Thin: parse, call one
 service or selector, render."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The intake policy gate of SPEC §3.4: a pure function from a submitted payload to task fields.
+"""The intake policy gate: a pure function from a submitted payload to task fields.
 
 Accepts the aliases (`type`→operation, `payload`→inputs, `target.repository`→target.repo,
 `repository_url`/`branch_name`→target.repo/ref), normalises, and raises `ValidationFailed`
@@ -27,7 +27,7 @@ TOO_LARGE = "too_large"
 
 MIN_TIME_BUDGET = 30
 MAX_TIME_BUDGET = 86400
-MAX_FIELD_BYTES = 256 * 1024  # objective, description, inputs, metadata: each (SPEC §4)
+MAX_FIELD_BYTES = 256 * 1024  # objective, description, inputs, metadata: each
 MAX_REPO_LENGTH = Task._meta.get_field("target_repo").max_length
 MAX_REF_LENGTH = Task._meta.get_field("target_ref").max_length
 MAX_PATH_LENGTH = Task._meta.get_field("target_path").max_length

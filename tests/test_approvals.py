@@ -1,4 +1,4 @@
-"""Approval requests through the API (SPEC §3.3, §4): creation with risk, the authorisation
+"""Approval requests through the API: creation with risk, the authorisation
 matrix, justification, distinct approvers, expiry, escalation, cancel and consume."""
 
 from __future__ import annotations

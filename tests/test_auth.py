@@ -1,4 +1,4 @@
-"""JWT authentication (SPEC §4) and the rule that an agent account touches only its own things."""
+"""JWT authentication and the rule that an agent account touches only its own things."""
 
 from __future__ import annotations
 

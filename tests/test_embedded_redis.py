@@ -1,4 +1,4 @@
-"""The embedded Redis of SPEC §2 is one real server that separate HOL processes share: a message sent
+"""The embedded Redis is one real server that separate HOL processes share: a message sent
 from one process (Channels layer, Celery broker) arrives in another. Importing the settings starts
 none; the entry points (daphne's ASGI app, the Celery worker and Beat, the launcher) do."""
 

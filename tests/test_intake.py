@@ -1,4 +1,4 @@
-"""The intake gate (SPEC §3.4): error codes, aliases, normalisation, idempotency, filters, PATCH.
+"""The intake gate: error codes, aliases, normalisation, idempotency, filters, PATCH.
 
 API tests get the database through the persona fixtures; the check_intake tests at the end ask
 for none, so pytest-django fails them if the pure gate ever touches the database.

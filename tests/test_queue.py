@@ -1,4 +1,4 @@
-"""The work queue (SPEC §3.4 queue semantics): enqueue, claim order, leases and retries, holders."""
+"""The work queue: enqueue, claim order, leases and retries, holders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Risk assessment from the shipped rules file (SPEC §3.2) and the rules file's validation."""
+"""Risk assessment from the shipped rules file and the rules file's validation."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def level_of(**action) -> str:
         ({"action_type": "infrastructure", "operation": "delete"}, "critical"),
     ],
 )
-def test_base_mappings_of_the_seed_rules(action, level):
+def test_base_mappings_of_the_shipped_rules(action, level):
     assert level_of(**action) == level
 
 

@@ -1,4 +1,4 @@
-"""Secure by default (SPEC §11), tried as an outsider would: forge a token with any key the
+"""Secure by default, tried as an outsider would: forge a token with any key the
 repository holds, guess passwords, claim HTTPS through a header, read what a fresh data dir leaves
 open; and as a newcomer would: demo accounts, adding people, the production settings."""
 

@@ -1,4 +1,4 @@
-"""Every state change of approval requests (SPEC §3.3), shared by the API, the admin, the
+"""Every state change of approval requests, shared by the API, the admin, the
 management command and Beat, one module per story:
 
 - `requests`: open a request (assess, check links, auto-approve or assign);

@@ -1,4 +1,4 @@
-"""The life of an approval request after it is opened (SPEC §3.3): decided, cancelled, consumed
+"""The life of an approval request after it is opened: decided, cancelled, consumed
 once, expired (by Beat, or when read after its deadline). The one status table of the model is
 here; opening a request (`requests`) follows it too.
 

@@ -28,7 +28,7 @@ def demo_accounts(roles) -> list[tuple[str, str]]:
 
 class Command(BaseCommand):
     help = (
-        "Create the role groups (SPEC §3.1); with --demo-users, the demo accounts, each with its own "
+        "Create the role groups; with --demo-users, the demo accounts, each with its own "
         "random password kept in HOL_DATA_DIR/demo-accounts.json (mode 600)."
     )
 
