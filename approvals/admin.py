@@ -6,57 +6,29 @@ approvers) holds here too."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from approvals import services as approval_services
+from approvals.admin_page import RequestPageDecisions
+from approvals.forms import JustificationForm, ReasonForm
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import current_policy
 from approvals.selectors import approvals_decidable_by
+from approvals.wording import (
+    pretty_json,
+    progress_in_words,
+    time_left_in_words,
+)
 from hol.actors import is_agent
 from hol.errors import DomainError
 
-TEXT_MAX_LENGTH = 4000  # a justification is a few sentences; the bound keeps rows and notifications small
 SUMMARY_MAX_CHARS = 40
-REASON_REQUIRED = "A reason is required to reject a request."
-
-
-def duration_in_words(delta: timedelta) -> str:
-    """`1 h 59 min` rather than `1:59:34.827639`; whole minutes, rounded down."""
-    minutes = int(delta.total_seconds()) // 60
-    if minutes < 1:
-        return "under 1 min"
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min"
-
-
-def time_left_in_words(request: ApprovalRequest, now: datetime | None = None) -> str:
-    if request.status != ApprovalRequest.Status.PENDING:
-        return "—"
-    left = request.expires_at - (now or timezone.now())
-    return "overdue" if left <= timedelta(0) else duration_in_words(left)
-
-
-def progress_in_words(request: ApprovalRequest) -> str:
-    noun = "approval" if request.required_approvals == 1 else "approvals"
-    return f"{request.approvals_count} of {request.required_approvals} {noun}"
 
 
 def is_approver(user) -> bool:
@@ -65,40 +37,6 @@ def is_approver(user) -> bool:
         return False
     roles = current_policy().roles
     return any(roles[name].may_approve for name in user.groups.values_list("name", flat=True) if name in roles)
-
-
-class JustificationForm(forms.Form):
-    """The bulk actions' second page: one text for every selected request."""
-
-    justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        required=False,
-        max_length=TEXT_MAX_LENGTH,
-        help_text="Why. Required to approve high and critical requests.",
-    )
-
-
-class ReasonForm(JustificationForm):
-    justification = forms.CharField(
-        label="Reason",
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        max_length=TEXT_MAX_LENGTH,
-        error_messages={"required": REASON_REQUIRED},
-        help_text="Why not. The agent and the audit trail see it.",
-    )
-
-
-class DecisionForm(forms.Form):
-    """The buttons on a request's page: which decision, and the words that go with it."""
-
-    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject"), ("escalate", "escalate")])
-    text = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, strip=True)
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("decision") == "reject" and not cleaned.get("text"):
-            raise forms.ValidationError(REASON_REQUIRED, code="reason_required")
-        return cleaned
 
 
 class DecisionInline(admin.TabularInline):
@@ -152,7 +90,7 @@ OUTCOME_FIELDS = (
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
     # Narrow columns only, and no navigation sidebar on this page: the list fits 1,400 px without
     # scrolling sideways (the id is on the request's page and searchable).
     list_display = (
@@ -260,11 +198,11 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="action details")
     def action_details_display(self, obj: ApprovalRequest) -> str:
-        return _pretty_json(obj.action_details)
+        return pretty_json(obj.action_details)
 
     @admin.display(description="security context")
     def security_context_display(self, obj: ApprovalRequest) -> str:
-        return _pretty_json(obj.security_context)
+        return pretty_json(obj.security_context)
 
     @admin.display(description="task")
     def task_display(self, obj: ApprovalRequest) -> str:
@@ -322,87 +260,6 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         context = {"title": "Approval requests", "is_nav_sidebar_enabled": False, **(extra_context or {})}
         return super().changelist_view(request, context)
-
-    def get_urls(self):
-        decide = path(
-            "<path:object_id>/decide/",
-            self.admin_site.admin_view(self.decide_view),
-            name="approvals_approvalrequest_decide",
-        )
-        return [decide, *super().get_urls()]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        context = {**(extra_context or {}), **(self._decision_panel(request, obj) if obj else {})}
-        return super().change_view(request, object_id, form_url, extra_context=context)
-
-    def _decision_panel(self, request: HttpRequest, obj: ApprovalRequest) -> dict:
-        policy = current_policy()
-        pending = obj.status == ApprovalRequest.Status.PENDING
-        decided_by_me = next((d for d in obj.decisions.all() if d.approver_id == request.user.pk), None)
-        may_decide = (
-            pending
-            and decided_by_me is None
-            and self.has_decide_permission(request, obj)
-            and approvals_decidable_by(actor=request.user).filter(pk=obj.pk).exists()
-        )
-        level = policy.level(obj.risk_level)
-        role = policy.roles.get(obj.assigned_role)
-        if not pending:
-            why_not = _outcome_in_words(obj)
-        elif decided_by_me is not None:
-            why_not = f"You {decided_by_me.decision}d this request; another approver must decide."
-        elif obj.requested_by_id == request.user.pk:
-            why_not = "You made this request; someone else must decide it."
-        elif not may_decide:
-            deciders = " or ".join(policy.roles_for_level(obj.risk_level)) or "nobody"
-            why_not = f"You may not decide this request: {obj.risk_level} requests are decided by a {deciders}."
-        else:
-            why_not = ""
-        needs = ["a reason to reject"]
-        if level.require_justification:
-            needs.insert(0, f"a justification to approve ({obj.risk_level} risk)")
-        return {
-            "hol_request": obj,
-            "hol_may_decide": may_decide,
-            "hol_why_not": why_not,
-            "hol_progress": progress_in_words(obj),
-            "hol_time_left": _deadline_in_words(obj),
-            "hol_escalates_to": role.escalates_to if role else None,
-            "hol_text_help": "Needed: " + " and ".join(needs) + ".",
-            "hol_require_justification": level.require_justification,
-            "hol_decide_url": reverse("admin:approvals_approvalrequest_decide", args=[obj.pk]),
-        }
-
-    def decide_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The buttons' target. Refusals are the service's own words, shown on the request's page."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("approval request not found")
-        if not self.has_decide_permission(request, obj):
-            raise DjangoPermissionDenied
-        back = HttpResponseRedirect(reverse("admin:approvals_approvalrequest_change", args=[obj.pk]))
-        form = DecisionForm(request.POST)
-        if not form.is_valid():
-            for errors in form.errors.values():
-                for error in errors:
-                    self.message_user(request, error, messages.ERROR)
-            return back
-        decision, text = form.cleaned_data["decision"], form.cleaned_data["text"]
-        try:
-            if decision == "escalate":
-                done = approval_services.approval_escalate(actor=request.user, request_id=obj.pk, justification=text)
-            else:
-                done = approval_services.approval_decide(
-                    actor=request.user, request_id=obj.pk, decision=decision, justification=text
-                )
-        except DomainError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return back
-        self.message_user(request, _outcome(decision, done), messages.SUCCESS)
-        return back
 
     # --- bulk actions on the list -----------------------------------------------------------------
 
@@ -474,35 +331,3 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
                 actor=request.user, request_id=obj.pk, justification=why
             ),
         )
-
-
-def _pretty_json(value) -> str:
-    if not value:
-        return "—"
-    return format_html('<pre class="hol-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _deadline_in_words(request: ApprovalRequest) -> str:
-    left = time_left_in_words(request)
-    return left if left == "overdue" else f"{left} left"
-
-
-def _outcome_in_words(request: ApprovalRequest) -> str:
-    """How a request that is no longer pending ended, for the top of its page."""
-    by = f" by {request.approver.get_username()} ({request.approver_role})" if request.approver_id else ""
-    if request.status == ApprovalRequest.Status.APPROVED:
-        return f"Approved{by or ' automatically'}."
-    if request.status == ApprovalRequest.Status.REJECTED:
-        return f"Rejected{by}: {request.rejection_reason}" if request.rejection_reason else f"Rejected{by}."
-    if request.status == ApprovalRequest.Status.EXPIRED:
-        return "Expired without a decision."
-    return "Withdrawn by its requester."
-
-
-def _outcome(decision: str, request: ApprovalRequest) -> str:
-    if decision == "escalate":
-        who = request.assigned_to.get_username() if request.assigned_to_id else f"any {request.assigned_role}"
-        return f"Escalated to {request.assigned_role} ({who})."
-    if request.status == ApprovalRequest.Status.PENDING:
-        return f"Your approval is recorded: {progress_in_words(request)}; another approver is needed."
-    return f"The request is {request.status}."

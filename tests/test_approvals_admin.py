@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from approvals.admin import duration_in_words
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
+from approvals.wording import duration_in_words
 from audit.models import AuditEntry
 from tasks import services as task_services
 from tests.factories import make_user, signed_in

@@ -24,8 +24,8 @@ from hol.celery import app as celery_app
 from hol.redact import REDACTED, redact
 from notifications.models import Notification
 from tasks import services as task_services
+from tasks.agent_process import run_agent
 from tasks.models import Execution, Task, WorkOrder
-from tasks.runner import run_agent
 from tasks.tasks import requeue_lapsed_work
 from tests.test_live_server import database_url
 
