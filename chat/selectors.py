@@ -20,7 +20,11 @@ def messages_after(*, task_id: UUID, after_id: int = 0, limit: int = 500) -> Que
 def reply_to(*, question_id: int) -> ChatMessage | None:
     """The first human answer to a question, if any."""
     return (
-        ChatMessage.objects.filter(parent_id=question_id, message_type=ChatMessage.MessageType.RESPONSE)
+        ChatMessage.objects.filter(
+            parent_id=question_id,
+            message_type=ChatMessage.MessageType.RESPONSE,
+            sender_type=ChatMessage.SenderType.HUMAN,
+        )
         .order_by("id")
         .first()
     )

@@ -15,7 +15,7 @@ from chat.broadcast import message_broadcast
 from chat.models import ChatMessage
 from chat.selectors import task_for_stream
 from hol.actors import is_agent, is_system, require_actor
-from hol.errors import BadRequest, Conflict, NotFound
+from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from notifications.services import notification_create
 from tasks.models import Task
 
@@ -37,8 +37,9 @@ def chat_message_post(
 ) -> ChatMessage:
     """Append a message to a task's stream. The poster must be able to see the task (an agent only
     its own, a person only with a role; HOL itself, SYSTEM, always). Agents post as `worker`,
-    people as `human`, HOL as `system`. A response must answer a request of the same task. An
-    agent's question notifies the people it waits on; every message is broadcast after commit."""
+    people as `human`, HOL as `system`. Only a person answers a question (a response from an agent
+    or HOL would pass for a human's answer): it must answer a request of the same task. An agent's
+    question notifies the people it waits on; every message is broadcast after commit."""
     if len(content.encode()) > MAX_CONTENT_BYTES:
         raise BadRequest("message is larger than 64 KiB", code="too_large")
     if data and len(json.dumps(data).encode()) > MAX_DATA_BYTES:
@@ -47,6 +48,8 @@ def chat_message_post(
         sender_type = ChatMessage.SenderType.SYSTEM
     else:
         sender_type = ChatMessage.SenderType.WORKER if is_agent(actor) else ChatMessage.SenderType.HUMAN
+    if message_type == ChatMessage.MessageType.RESPONSE and sender_type != ChatMessage.SenderType.HUMAN:
+        raise PermissionDenied("only a person answers a question", code="answers_are_human")
     with transaction.atomic():
         task = task_for_stream(actor=actor, task_id=task_id)
         parent = None

@@ -10,12 +10,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from chat.broadcast import DASHBOARD_GROUP
-from hol.actors import is_agent
 from hol.dashboard import dashboard_snapshot
 from hol.errors import PermissionDenied
 from hol.ws_auth import AuthenticatedConsumer
 from notifications.broadcast import user_group
 from notifications.selectors import unread_count
+from tasks.selectors import sees_every_task
 
 # The figures have no single writer to hook, so the dashboard socket re-reads them this often
 # and sends them only when they changed.
@@ -44,8 +44,9 @@ class DashboardConsumer(AuthenticatedConsumer):
     joined = False
 
     async def admit(self) -> None:
-        if await database_sync_to_async(is_agent)(self.user):
-            raise PermissionDenied("the dashboard is for people")
+        # The dashboard shows every task's activity: only those who may read every task see it.
+        if not await database_sync_to_async(sees_every_task)(self.user):
+            raise PermissionDenied("the dashboard is for people with a role")
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         self.joined = True
         self.last: dict[str, Any] | None = None

@@ -114,6 +114,14 @@ def test_reply_without_wait_says_unanswered(as_agent_007, task_of_007):
     assert response.json() == {"question_id": question["id"], "answered": False, "reply": None}
 
 
+def test_an_agent_cannot_answer_a_question_for_the_human(as_agent_007, task_of_007):
+    question = post(as_agent_007, task_of_007, message_type="request", content="May I drop the table?").json()
+    forged = post(as_agent_007, task_of_007, message_type="response", content="yes", parent_message_id=question["id"])
+    assert (forged.status_code, forged.json()["code"]) == (403, "answers_are_human")
+    reply = as_agent_007.get(f"/api/v1/chat/messages/{question['id']}/reply").json()
+    assert reply["answered"] is False
+
+
 def test_reply_returns_the_human_answer(as_agent_007, task_of_007, bob_tech_lead):
     question = post(as_agent_007, task_of_007, message_type="request", content="Which database?").json()
     answer = post(

@@ -14,6 +14,7 @@ from django.db import connections
 from django.test import Client
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from chat.selectors import reply_to
 from chat.services import chat_message_post
 from hol.asgi import application
 from notifications.services import notification_create
@@ -226,6 +227,24 @@ def test_a_human_response_over_the_socket_answers_the_question(task, agent, bob)
     )
 
 
+def test_an_agent_sending_a_human_response_gets_an_error_event(task, agent):
+    question = chat_message_post(actor=agent, task_id=task.pk, content="Deploy?", message_type="request")
+    token = jwt(agent)
+
+    async def scenario():
+        path = f"/ws/tasks/{task.pk}/?after={question.pk}"
+        comm = communicator(path, subprotocols=["hol.v1", f"hol.jwt.{token}"])
+        assert (await comm.connect())[0]
+        await comm.send_json_to({"type": "human_response", "parent_id": question.pk, "message": "yes"})
+        event = await comm.receive_json_from(timeout=5)
+        await comm.disconnect()
+        return event
+
+    event = run(scenario)
+    assert (event["type"], event["code"]) == ("error", "answers_are_human")
+    assert reply_to(question_id=question.pk) is None
+
+
 def test_answering_something_that_is_not_a_question_gets_an_error_event(task, agent, bob):
     log_line = chat_message_post(actor=agent, task_id=task.pk, content="a log line")
 
@@ -263,6 +282,14 @@ def test_the_notification_socket_pushes_the_unread_count(bob):
 def test_the_dashboard_refuses_agents(agent):
     comm = communicator("/ws/dashboard/", subprotocols=["hol.v1", f"hol.jwt.{jwt(agent)}"])
     assert run(closed_with, comm) == 4403
+
+
+def test_the_dashboard_refuses_a_person_without_a_role(task):
+    from django.contrib.auth import get_user_model
+
+    nobody = get_user_model().objects.create_user(username="nina_no_role", password="pw-nina")
+    headers = session_headers(nobody)
+    assert run(closed_with, communicator("/ws/dashboard/", headers=headers)) == 4403
 
 
 def test_the_dashboard_sends_a_snapshot_then_activity(task, agent, bob):
