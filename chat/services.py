@@ -40,6 +40,8 @@ def chat_message_post(
     people as `human`, HOL as `system`. Only a person answers a question (a response from an agent
     or HOL would pass for a human's answer): it must answer a request of the same task. An agent's
     question notifies the people it waits on; every message is broadcast after commit."""
+    if "\x00" in content:
+        raise BadRequest("message must not contain the NUL character", code="invalid")
     if len(content.encode()) > MAX_CONTENT_BYTES:
         raise BadRequest("message is larger than 64 KiB", code="too_large")
     if data and len(json.dumps(data).encode()) > MAX_DATA_BYTES:
