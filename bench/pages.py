@@ -496,6 +496,8 @@ def main() -> None:
         "task_page": f"/tasks/{made['busy_task']}/",
         "audit": "/audit/",
         "task_list_filtered": "/tasks/?status=failed&priority=high",
+        # A substring of the repository: no index serves it, so it reads every task (see README).
+        "task_list_by_repo": "/tasks/?repo=repo-17",
     }
     results = {}
     for name, path in pages.items():
