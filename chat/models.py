@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from tasks.models import Task
 
@@ -44,7 +45,12 @@ class ChatMessage(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["task", "id"])]
+        indexes = [
+            models.Index(fields=["task", "id"]),
+            # Questions waiting for an answer (the dashboard) read agents' questions only, a small
+            # share of the stream.
+            models.Index(fields=["id"], condition=Q(message_type="request"), name="chat_question"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_id} #{self.pk} {self.event_type}"

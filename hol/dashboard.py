@@ -12,7 +12,7 @@ from tasks.selectors import queue_status
 
 
 def dashboard_snapshot(*, actor: Any) -> dict[str, Any]:
-    status = queue_status()
+    status = queue_status(completed=False)
     sessions = (
         AgentSession.objects.filter(status=AgentSession.Status.ACTIVE)
         .select_related("task", "worker")

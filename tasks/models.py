@@ -76,7 +76,12 @@ class Task(models.Model):
                 name="task_idempotency_per_submitter",
             )
         ]
-        indexes = [models.Index(fields=["status", "-created_at"]), models.Index(fields=["target_repo"])]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["target_repo"]),
+            # The task list, newest first, a page at a time.
+            models.Index(fields=["-created_at"], name="task_newest_first"),
+        ]
 
     def __str__(self) -> str:
         return self.title

@@ -152,9 +152,11 @@ def task_list(request: HttpRequest) -> HttpResponse:
 def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
     task = chat_selectors.task_for_stream(actor=request.user, task_id=pk)
     newest = list(ChatMessage.objects.filter(task=task).select_related("sender").order_by("-id")[:STREAM_SHOWN])[::-1]
+    # An answer comes after its question, so the answers to the questions shown are among the
+    # task's messages from the oldest one shown on: one range of the (task, id) index.
     answered = set(
         ChatMessage.objects.filter(
-            task=task, message_type=ChatMessage.MessageType.RESPONSE, parent_id__in=[m.pk for m in newest]
+            task=task, id__gte=newest[0].pk if newest else 0, message_type=ChatMessage.MessageType.RESPONSE
         ).values_list("parent_id", flat=True)
     )
     decidable = set(approvals_decidable_by(actor=request.user).filter(task=task).values_list("pk", flat=True))
