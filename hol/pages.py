@@ -21,6 +21,7 @@ from hol import errors
 from hol.actors import is_agent
 from hol.dashboard import dashboard_snapshot
 from notifications.selectors import unread_count
+from tasks.selectors import sees_every_task
 
 
 def nav_context(request: HttpRequest) -> dict[str, Any]:
@@ -64,6 +65,9 @@ class LoginView(auth_views.LoginView):
 
 @person_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    # Every task's activity is on it: people who may not read every task get a page of their own.
+    if not sees_every_task(request.user):
+        return render(request, "no_role.html")
     recent = ChatMessage.objects.select_related("task", "sender").order_by("-id")[:15]
     waiting_on_me = approvals_decidable_by(actor=request.user).order_by("expires_at")[:5]
     return render(

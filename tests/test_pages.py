@@ -80,6 +80,18 @@ def test_the_dashboard_shows_workers_queue_and_questions(bob_client, task, agent
     assert b'data-key="workers.idle"' in response.content
 
 
+def test_a_person_without_a_role_sees_no_other_tasks_activity_on_the_dashboard(client, task, agent_007):
+    from django.contrib.auth import get_user_model
+
+    chat_message_post(actor=agent_007, task_id=task.pk, content="Which database?", message_type="request")
+    nobody = get_user_model().objects.create_user(username="nina_no_role", password="pw-nina")
+    client.force_login(nobody)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"has no role yet" in response.content
+    assert b"Which database?" not in response.content
+
+
 def test_pages_send_a_csp_without_inline_script(bob_client):
     policy = bob_client.get("/").headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy
