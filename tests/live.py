@@ -87,7 +87,8 @@ def _migrated_sqlite(tmp_path_factory) -> Path | None:
     """On SQLite, one migrated database file for the whole session: each live module starts from a
     copy of it instead of running every migration again in a subprocess."""
     if _serves_the_test_database(None):
-        return None
+        yield None
+        return
     data_dir = Path(tempfile.mkdtemp(prefix="hol-mig-")).resolve()
     env = _base_env(data_dir)
     manage(env, "migrate", "--noinput", "-v", "0")
