@@ -3,6 +3,7 @@ suite fast and self-contained. Builders live in tests/factories.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import yaml
 from rest_framework.test import APIClient
 
 from tests.factories import client_for, make_persona, task_payload
+
+pytest_plugins = ["tests.live"]
 
 
 @pytest.fixture
@@ -71,6 +74,18 @@ def worker_007(as_agent_007) -> str:
 @pytest.fixture
 def worker_008(as_agent_008) -> str:
     return as_agent_008.post("/api/v1/workers", {"name": "008-laptop"}, format="json").json()["id"]
+
+
+@pytest.fixture
+def claimed(as_agent_007, worker_007, new_task) -> str:
+    """A work order agent_007's worker holds: a task created, enqueued and claimed over the API."""
+    task = as_agent_007.post("/api/v1/tasks", new_task(), format="json")
+    assert task.status_code == 201, task.content
+    enqueued = as_agent_007.post("/api/v1/queue/enqueue", {"task_id": task.json()["id"]}, format="json")
+    assert enqueued.status_code == 201, enqueued.content
+    response = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_007}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["id"]
 
 
 @pytest.fixture
@@ -157,3 +172,38 @@ def celery_eager():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+CHROMIUM = os.environ.get("HOL_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium (Playwright driving Debian's) for a module's tests; each test opens
+    its own contexts. Playwright's sync API runs an event loop in this thread while Django's test
+    fixtures still touch the database from it (flushes between tests), which is safe here: nothing
+    else runs. Module scope keeps that allowance away from the rest of the suite."""
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where screenshots go: the README's folder when asked (HOL_UPDATE_SCREENSHOTS=1), so that an
+    ordinary test run leaves the working tree clean."""
+    if os.environ.get("HOL_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path

@@ -30,6 +30,10 @@ TASK = {
     "target": {"repo": "https://github.com/acme/shop"},
 }
 
+# Approval requests the tests make again and again: a medium-risk and a high-risk file action.
+MEDIUM_ACTION = {"action_type": "file", "operation": "write"}
+HIGH_ACTION = {"action_type": "file", "operation": "delete", "environment": "dev"}
+
 
 def make_user(username: str, role: str, *, is_staff: bool = False):
     """An active account in the group `role`, its password `pw-<username>`."""

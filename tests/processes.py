@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from django.db import connections
+
+from hol import embedded_redis
 
 
 def release_connections_before_fork() -> None:
@@ -40,3 +45,25 @@ def run_forked(target: Callable, args_per_process: list[tuple], *, timeout: floa
     exit_codes = [process.exitcode for process in processes]
     assert exit_codes == [0] * len(processes), f"child exit codes: {exit_codes}"
     return reports
+
+
+def _exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # a daemonized server nobody reaps stays a zombie
+
+
+def stop_and_remove(data_dir: Path) -> None:
+    """Stop the embedded server of `data_dir` and wait for it to exit before deleting the dir
+    (it writes its log while shutting down, which would leave the dir behind)."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    embedded_redis.stop(data_dir / "redis.sock")
+    deadline = time.monotonic() + 10
+    while pid is not None and not _exited(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,10 +1,9 @@
 """The approvers' admin in a real browser (Debian's chromium through Playwright) against a real
 HTTP server on the test database: sign in through the login form, read the list, decide on a
-request's page. The screenshots in docs/screenshots/ come from here."""
+request's page. The screenshots in docs/screenshots/ come from here (HOL_UPDATE_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from tasks import services as task_services
 from tests.factories import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 WIDTH = 1400
 
 pytestmark = [
@@ -39,17 +37,10 @@ def server(transactional_db, settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def shots(tmp_path) -> Path:
-    """Where screenshots go: the README's folder when asked (HOL_UPDATE_SCREENSHOTS=1), so that an
-    ordinary test run leaves the working tree clean."""
-    if os.environ.get("HOL_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        return SCREENSHOTS
-    return tmp_path
-
-
-@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """A chromium per test, started after the test's database fixtures: they send channel-layer
+    messages through async_to_sync, which refuses to run while Playwright's event loop is running
+    in this thread (so conftest's module-wide browser does not fit here)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),

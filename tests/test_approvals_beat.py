@@ -22,10 +22,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create, channel_name
 from audit.models import AuditEntry
 from notifications.models import Notification
-from tests.factories import make_user
-
-MEDIUM = {"action_type": "file", "operation": "write"}
-HIGH = {"action_type": "file", "operation": "delete", "environment": "dev"}
+from tests.factories import HIGH_ACTION, MEDIUM_ACTION, make_user
 
 
 def overdue(request: ApprovalRequest, seconds: float = 1) -> None:
@@ -33,8 +30,8 @@ def overdue(request: ApprovalRequest, seconds: float = 1) -> None:
 
 
 def test_beat_expires_overdue_pending_requests_once(agent_007, bob_tech_lead):
-    late = approval_request_create(actor=agent_007, action=MEDIUM)
-    on_time = approval_request_create(actor=agent_007, action=MEDIUM)
+    late = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    on_time = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     overdue(late)
     assert approval_tasks.expire_overdue_approvals() == 1
     assert approval_tasks.expire_overdue_approvals() == 0
@@ -49,7 +46,7 @@ def test_beat_expires_overdue_pending_requests_once(agent_007, bob_tech_lead):
 
 
 def test_beat_does_not_expire_decided_requests(agent_007, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     approval_decide(actor=bob_tech_lead, request_id=request.pk, decision="approve")
     overdue(request)
     assert approval_tasks.expire_overdue_approvals() == 0
@@ -59,8 +56,8 @@ def test_beat_does_not_expire_decided_requests(agent_007, bob_tech_lead):
 
 def test_beat_warns_approvers_once_about_requests_about_to_expire(agent_007, bob_tech_lead, settings):
     settings.HOL_APPROVAL_EXPIRY_WARNING_SECONDS = 300
-    soon = approval_request_create(actor=agent_007, action=MEDIUM)
-    approval_request_create(actor=agent_007, action=MEDIUM)
+    soon = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     ApprovalRequest.objects.filter(pk=soon.pk).update(expires_at=timezone.now() + timedelta(seconds=120))
     assert approval_tasks.warn_expiring_approvals() == 1
     assert approval_tasks.warn_expiring_approvals() == 0
@@ -84,7 +81,7 @@ def test_assignment_spreads_over_approvers_and_escalates_when_everyone_is_full(
     tight_policy, agent_007, bob_tech_lead, carol_devops
 ):
     erin = make_user("erin_tech_lead", "tech_lead", is_staff=True)
-    first, second, third = (approval_request_create(actor=agent_007, action=MEDIUM) for _ in range(3))
+    first, second, third = (approval_request_create(actor=agent_007, action=MEDIUM_ACTION) for _ in range(3))
     assert (first.assigned_to, first.assigned_role, first.escalation_level) == (bob_tech_lead, "tech_lead", 0)
     assert (second.assigned_to, second.assigned_role, second.escalation_level) == (erin, "tech_lead", 0)
     assert (third.assigned_to, third.assigned_role, third.escalation_level) == (carol_devops, "devops_engineer", 1)
@@ -94,14 +91,14 @@ def test_assignment_spreads_over_approvers_and_escalates_when_everyone_is_full(
 
 
 def test_a_decided_request_frees_its_approver_for_the_next_one(tight_policy, agent_007, bob_tech_lead):
-    first = approval_request_create(actor=agent_007, action=MEDIUM)
+    first = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     approval_decide(actor=bob_tech_lead, request_id=first.pk, decision="approve")
-    second = approval_request_create(actor=agent_007, action=MEDIUM)
+    second = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert (second.assigned_to, second.escalation_level) == (bob_tech_lead, 0)
 
 
 def test_the_assigned_approver_and_eligible_roles_hold_the_object_permission(agent_007, alice_developer, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert bob_tech_lead.has_perm("approvals.decide_approvalrequest", request)
     assert not alice_developer.has_perm("approvals.decide_approvalrequest", request)
     assert not agent_007.has_perm("approvals.decide_approvalrequest", request)
@@ -139,7 +136,7 @@ def test_high_risk_requests_reach_the_webhook_and_email_after_commit(
     bob_tech_lead.email = "bob@example.com"
     bob_tech_lead.save()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        request = approval_request_create(actor=agent_007, action=HIGH)
+        request = approval_request_create(actor=agent_007, action=HIGH_ACTION)
     assert webhook == [] and mail.outbox == []  # nothing leaves before the commit
     for callback in callbacks:
         callback()
@@ -159,7 +156,7 @@ def test_medium_risk_goes_to_email_but_not_the_webhook(
     bob_tech_lead.email = "bob@example.com"
     bob_tech_lead.save()
     with django_capture_on_commit_callbacks(execute=True):
-        approval_request_create(actor=agent_007, action=MEDIUM)
+        approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert webhook == []
     assert len(mail.outbox) == 1
 
@@ -169,14 +166,14 @@ def test_a_webhook_that_is_down_does_not_fail_the_request(
 ):
     settings.HOL_APPROVAL_WEBHOOK_URL = "http://127.0.0.1:9/nothing-listens-here"
     with django_capture_on_commit_callbacks(execute=True):
-        request = approval_request_create(actor=agent_007, action=HIGH)
+        request = approval_request_create(actor=agent_007, action=HIGH_ACTION)
     assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
 
 
 def test_a_decision_is_published_to_the_requests_channel_after_commit(
     agent_007, bob_tech_lead, django_capture_on_commit_callbacks
 ):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     client = redis.Redis.from_url(settings.REDIS_URL)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(channel_name(request.pk))

@@ -12,9 +12,7 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
-
-MEDIUM = {"action_type": "file", "operation": "write"}
-HIGH = {"action_type": "file", "operation": "delete"}
+from tests.factories import HIGH_ACTION, MEDIUM_ACTION
 
 
 def run(*args: str) -> str:
@@ -24,8 +22,8 @@ def run(*args: str) -> str:
 
 
 def test_list_pending_shows_requests_soonest_to_expire_first(agent_007, bob_tech_lead):
-    later = approval_request_create(actor=agent_007, action=MEDIUM)
-    sooner = approval_request_create(actor=agent_007, action=HIGH)
+    later = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    sooner = approval_request_create(actor=agent_007, action=HIGH_ACTION)
     ApprovalRequest.objects.filter(pk=sooner.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
     lines = run("list-pending").splitlines()
     assert [line.split()[0] for line in lines] == [str(sooner.pk), str(later.pk)]
@@ -33,13 +31,13 @@ def test_list_pending_shows_requests_soonest_to_expire_first(agent_007, bob_tech
 
 
 def test_list_pending_as_a_user_shows_only_what_they_may_decide(agent_007, alice_developer, bob_tech_lead):
-    approval_request_create(actor=agent_007, action=MEDIUM)
+    approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert run("list-pending", "--as", "alice_developer").strip() == "no pending requests"
     assert len(run("list-pending", "--as", "bob_tech_lead").splitlines()) == 1
 
 
 def test_approve_as_an_approver(agent_007, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=HIGH)
+    request = approval_request_create(actor=agent_007, action=HIGH_ACTION)
     assert run("approve", str(request.pk), "--as", "bob_tech_lead", "-j", "tests green").strip() == (
         f"{request.pk}: approved (1/1)"
     )
@@ -48,7 +46,7 @@ def test_approve_as_an_approver(agent_007, bob_tech_lead):
 
 
 def test_the_command_enforces_the_same_rules(agent_007, alice_developer, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=HIGH)
+    request = approval_request_create(actor=agent_007, action=HIGH_ACTION)
     with pytest.raises(CommandError, match="justification_required"):
         run("approve", str(request.pk), "--as", "bob_tech_lead")
     with pytest.raises(CommandError, match="role_cannot_decide"):
@@ -62,7 +60,7 @@ def test_the_command_enforces_the_same_rules(agent_007, alice_developer, bob_tec
 
 
 def test_reject_then_status_shows_the_decision(agent_007, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     run("reject", str(request.pk), "--as", "bob_tech_lead", "-j", "not now")
     status = json.loads(run("status", str(request.pk)))
     assert (status["status"], status["rejection_reason"], status["approver"]) == (
@@ -79,7 +77,7 @@ def test_status_of_an_unknown_request_fails(db):
 
 
 def test_clean_expired_expires_overdue_requests(agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert run("clean-expired").strip() == "expired: 1"
     request.refresh_from_db()
@@ -87,9 +85,9 @@ def test_clean_expired_expires_overdue_requests(agent_007):
 
 
 def test_status_of_a_workflow_counts_lists_the_timeline_and_the_rejection_reasons(agent_007, bob_tech_lead):
-    deploy = approval_request_create(actor=agent_007, action=HIGH, workflow_id="release-42")
-    migrate = approval_request_create(actor=agent_007, action=MEDIUM, workflow_id="release-42")
-    approval_request_create(actor=agent_007, action=MEDIUM, workflow_id="another-workflow")
+    deploy = approval_request_create(actor=agent_007, action=HIGH_ACTION, workflow_id="release-42")
+    migrate = approval_request_create(actor=agent_007, action=MEDIUM_ACTION, workflow_id="release-42")
+    approval_request_create(actor=agent_007, action=MEDIUM_ACTION, workflow_id="another-workflow")
     run("approve", str(deploy.pk), "--as", "bob_tech_lead", "-j", "tests green")
     run("reject", str(migrate.pk), "--as", "bob_tech_lead", "--reason", "no down-migration")
     lines = run("status", "--workflow", "release-42").splitlines()
@@ -111,8 +109,8 @@ def test_status_of_a_task_reports_its_requests_and_expires_overdue_ones(agent_00
     task = Task.objects.create(
         title="t", objective="o", target_repo="https://github.com/acme/shop", created_by=agent_007
     )
-    request = approval_request_create(actor=agent_007, action=MEDIUM, task_id=task.pk)
-    approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION, task_id=task.pk)
+    approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     lines = run("status", "--task", str(task.pk)).splitlines()
     assert lines[0] == f"task {task.pk}: 1 approval request(s)"

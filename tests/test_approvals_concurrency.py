@@ -18,10 +18,9 @@ from django.db import connection
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
 from audit.models import AuditEntry
-from tests.factories import make_user
+from tests.factories import HIGH_ACTION, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
-HIGH = {"action_type": "file", "operation": "delete", "environment": "dev"}
 CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production"}
 ROUNDS = 6
 
@@ -100,7 +99,7 @@ def test_two_approvers_deciding_at_once_end_with_one_outcome_and_one_audit_entry
     bob, erin = approver_processes("bob_tech_lead"), approver_processes("erin_tech_lead")
     assert [bob.stdout.readline().strip(), erin.stdout.readline().strip()] == ["ready", "ready"]
     for round_number in range(ROUNDS):
-        request = approval_request_create(actor=agent, action=HIGH)
+        request = approval_request_create(actor=agent, action=HIGH_ACTION)
         second = "reject" if round_number % 2 else "approve"
         results = race([bob, erin], [f"{request.pk} approve", f"{request.pk} {second}"])
         request.refresh_from_db()

@@ -27,17 +27,16 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create, channel_name
 from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.factories import make_user
+from tests.factories import MEDIUM_ACTION, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
-MEDIUM = {"action_type": "file", "operation": "write"}
 
 
 # --- in-process -----------------------------------------------------------------------------------
 
 
 def test_wait_on_a_decided_request_returns_at_once(as_agent_007, agent_007, bob_tech_lead):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     approval_decide(actor=bob_tech_lead, request_id=request.pk, decision="approve")
     started = time.monotonic()
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 30})
@@ -47,7 +46,7 @@ def test_wait_on_a_decided_request_returns_at_once(as_agent_007, agent_007, bob_
 
 
 def test_wait_on_a_pending_request_returns_pending_after_n_seconds(as_agent_007, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     started = time.monotonic()
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 1})
     elapsed = time.monotonic() - started
@@ -57,7 +56,7 @@ def test_wait_on_a_pending_request_returns_pending_after_n_seconds(as_agent_007,
 
 def test_wait_is_capped_by_the_setting(as_agent_007, agent_007, settings):
     settings.HOL_APPROVAL_WAIT_MAX_SECONDS = 1
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     started = time.monotonic()
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 600})
     assert time.monotonic() - started < 2
@@ -65,7 +64,7 @@ def test_wait_is_capped_by_the_setting(as_agent_007, agent_007, settings):
 
 
 def test_a_request_reaching_its_deadline_during_the_wait_answers_expired(as_agent_007, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + timedelta(seconds=0.5))
     started = time.monotonic()
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 10})
@@ -74,7 +73,7 @@ def test_a_request_reaching_its_deadline_during_the_wait_answers_expired(as_agen
 
 
 def test_read_without_wait_answers_the_request(as_agent_007, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}/")
     assert response.status_code == 200
     body = response.json()
@@ -83,14 +82,14 @@ def test_read_without_wait_answers_the_request(as_agent_007, agent_007):
 
 @pytest.mark.parametrize("wait", ["soon", "-1", "nan"])
 def test_a_wait_that_is_not_a_number_of_seconds_is_a_400(as_agent_007, agent_007, wait):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": wait})
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
 
 
 def test_reading_needs_authentication(agent_007, client):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     response = client.get(f"/api/v1/approvals/{request.pk}")
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
@@ -100,18 +99,18 @@ def test_reading_needs_authentication(agent_007, client):
 
 
 def test_an_agent_cannot_read_another_agents_request(as_agent_008, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert as_agent_008.get(f"/api/v1/approvals/{request.pk}").status_code == 404
 
 
 def test_a_signed_in_person_reads_with_the_session(agent_007, bob_tech_lead, client):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     client.force_login(bob_tech_lead)
     assert client.get(f"/api/v1/approvals/{request.pk}").json()["assigned_to"] == "bob_tech_lead"
 
 
 def test_only_get_is_served_on_a_request(as_agent_007, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     assert as_agent_007.delete(f"/api/v1/approvals/{request.pk}").status_code == 405
 
 
@@ -168,7 +167,7 @@ def wait_in_thread(url: str, headers: dict, results: dict) -> threading.Thread:
 def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_process(daphne_url, hol_env):
     agent = make_user("agent_007", "agent")
     make_user("carol_devops", "devops_engineer", is_staff=True)
-    request = approval_request_create(actor=agent, action=MEDIUM)
+    request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
     results: dict = {}
     thread = wait_in_thread(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent), results)
     time.sleep(1.0)  # the agent is waiting
@@ -195,7 +194,7 @@ def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_proces
 @pytest.mark.django_db(transaction=True)
 def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url):
     agent = make_user("agent_007", "agent")
-    request = approval_request_create(actor=agent, action=MEDIUM)
+    request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
     started = time.monotonic()
     response = httpx.get(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=2", headers=bearer(agent), timeout=30)
     elapsed = time.monotonic() - started
@@ -207,7 +206,7 @@ def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url):
 @pytest.mark.django_db(transaction=True)
 def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
     agent = make_user("agent_007", "agent")
-    requests = [approval_request_create(actor=agent, action=MEDIUM) for _ in range(50)]
+    requests = [approval_request_create(actor=agent, action=MEDIUM_ACTION) for _ in range(50)]
     headers = bearer(agent)
     channels = [channel_name(request.pk) for request in requests]
     watcher = redis.Redis.from_url(settings.REDIS_URL)

@@ -148,38 +148,33 @@ def test_verify_refuses_a_blacklisted_refresh_token(agent_007):
 
 
 @pytest.fixture
-def worker_of_008(as_agent_008) -> str:
-    return as_agent_008.post("/api/v1/workers", {"name": "008-laptop"}, format="json").json()["id"]
-
-
-@pytest.fixture
-def claimed_by_008(as_agent_008, worker_of_008, new_task) -> str:
+def claimed_by_008(as_agent_008, worker_008, new_task) -> str:
     task_id = as_agent_008.post("/api/v1/tasks", new_task(), format="json").json()["id"]
     as_agent_008.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json")
-    return as_agent_008.post("/api/v1/queue/claim", {"worker_id": worker_of_008}, format="json").json()["id"]
+    return as_agent_008.post("/api/v1/queue/claim", {"worker_id": worker_008}, format="json").json()["id"]
 
 
-def test_agent_cannot_heartbeat_another_agents_worker(as_agent_007, worker_of_008):
-    response = as_agent_007.post(f"/api/v1/workers/{worker_of_008}/heartbeat", {}, format="json")
+def test_agent_cannot_heartbeat_another_agents_worker(as_agent_007, worker_008):
+    response = as_agent_007.post(f"/api/v1/workers/{worker_008}/heartbeat", {}, format="json")
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
 
 
-def test_agent_cannot_claim_as_another_agents_worker(as_agent_007, as_agent_008, worker_of_008, new_task):
+def test_agent_cannot_claim_as_another_agents_worker(as_agent_007, as_agent_008, worker_008, new_task):
     task_id = as_agent_008.post("/api/v1/tasks", new_task(), format="json").json()["id"]
     as_agent_008.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json")
-    response = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_of_008}, format="json")
+    response = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_008}, format="json")
     assert response.status_code == 403
     assert WorkOrder.objects.get(task_id=task_id).status == WorkOrder.Status.QUEUED
 
 
-def test_agent_cannot_deregister_another_agents_worker(as_agent_007, worker_of_008):
-    assert as_agent_007.delete(f"/api/v1/workers/{worker_of_008}").status_code == 403
-    assert Worker.objects.get(pk=worker_of_008).status == Worker.Status.IDLE
+def test_agent_cannot_deregister_another_agents_worker(as_agent_007, worker_008):
+    assert as_agent_007.delete(f"/api/v1/workers/{worker_008}").status_code == 403
+    assert Worker.objects.get(pk=worker_008).status == Worker.Status.IDLE
 
 
-def test_agent_cannot_read_another_agents_worker(as_agent_007, worker_of_008):
-    assert as_agent_007.get(f"/api/v1/workers/{worker_of_008}").status_code == 404
+def test_agent_cannot_read_another_agents_worker(as_agent_007, worker_008):
+    assert as_agent_007.get(f"/api/v1/workers/{worker_008}").status_code == 404
 
 
 def test_agent_cannot_complete_another_agents_work_order(as_agent_007, claimed_by_008):
@@ -196,35 +191,35 @@ def test_agent_cannot_fail_another_agents_work_order(as_agent_007, claimed_by_00
     assert WorkOrder.objects.get(pk=claimed_by_008).retry_count == 0
 
 
-def test_agent_lists_only_its_own_workers(as_agent_007, worker_of_008):
+def test_agent_lists_only_its_own_workers(as_agent_007, worker_008):
     mine = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
     listed = [worker["id"] for worker in as_agent_007.get("/api/v1/workers").json()["results"]]
     assert listed == [mine]
 
 
-def test_human_lists_every_worker(as_alice, as_agent_007, worker_of_008):
+def test_human_lists_every_worker(as_alice, as_agent_007, worker_008):
     mine = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
     listed = {worker["id"] for worker in as_alice.get("/api/v1/workers").json()["results"]}
-    assert listed == {mine, worker_of_008}
+    assert listed == {mine, worker_008}
 
 
-def test_agent_lists_only_its_own_sessions(as_agent_007, as_agent_008, worker_of_008):
-    as_agent_008.post("/api/v1/sessions", {"session_id": "claude-008", "worker_id": worker_of_008}, format="json")
+def test_agent_lists_only_its_own_sessions(as_agent_007, as_agent_008, worker_008):
+    as_agent_008.post("/api/v1/sessions", {"session_id": "claude-008", "worker_id": worker_008}, format="json")
     my_worker = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
     as_agent_007.post("/api/v1/sessions", {"session_id": "claude-007", "worker_id": my_worker}, format="json")
     listed = [session["session_id"] for session in as_agent_007.get("/api/v1/sessions").json()["results"]]
     assert listed == ["claude-007"]
 
 
-def test_agent_cannot_map_a_session_to_another_agents_worker(as_agent_007, worker_of_008):
+def test_agent_cannot_map_a_session_to_another_agents_worker(as_agent_007, worker_008):
     response = as_agent_007.post(
-        "/api/v1/sessions", {"session_id": "claude-sneaky", "worker_id": worker_of_008}, format="json"
+        "/api/v1/sessions", {"session_id": "claude-sneaky", "worker_id": worker_008}, format="json"
     )
     assert response.status_code == 403
 
 
-def test_agent_cannot_see_or_terminate_another_agents_session(as_agent_007, as_agent_008, worker_of_008):
-    as_agent_008.post("/api/v1/sessions", {"session_id": "claude-008", "worker_id": worker_of_008}, format="json")
+def test_agent_cannot_see_or_terminate_another_agents_session(as_agent_007, as_agent_008, worker_008):
+    as_agent_008.post("/api/v1/sessions", {"session_id": "claude-008", "worker_id": worker_008}, format="json")
     assert as_agent_007.get("/api/v1/sessions/claude-008").status_code == 404
     assert as_agent_007.delete("/api/v1/sessions/claude-008").status_code == 404
     assert as_agent_008.get("/api/v1/sessions/claude-008").json()["status"] == "active"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from hol import datadir, embedded_redis
+from tests.processes import stop_and_remove
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 90
@@ -58,28 +58,6 @@ def finish(process: subprocess.Popen) -> str:
     stdout, stderr = process.communicate(timeout=WAIT_SECONDS)
     assert process.returncode == 0, stderr
     return stdout.strip()
-
-
-def _exited(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")  # a daemonized server nobody reaps stays a zombie
-
-
-def stop_and_remove(data_dir: Path) -> None:
-    """Stop the embedded server of `data_dir` and wait for it to exit before deleting the dir
-    (it writes its log while shutting down, which would leave the dir behind)."""
-    try:
-        pid = int((data_dir / "redis.pid").read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    embedded_redis.stop(data_dir / "redis.sock")
-    deadline = time.monotonic() + 10
-    while pid is not None and not _exited(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from tests.test_live_server import base_url, live_env, manage  # noqa: F401 - fixtures
+from tests.live import manage
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests only talk to daphne, but the test database must exist for it to serve.
@@ -43,7 +43,7 @@ def start_hol_agent(*args: str, env: dict) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def accounts(live_env, django_db_blocker):  # noqa: F811 - pytest fixtures
+def accounts(live_env, django_db_blocker):
     """The demo accounts, made once for the module by the command `./bin/hol run` uses. The
     tests talk to daphne only, so the database is not flushed between them (a flush would renew
     the content types the daphne process has cached); it is flushed once at the end."""
@@ -54,7 +54,7 @@ def accounts(live_env, django_db_blocker):  # noqa: F811 - pytest fixtures
 
 
 @pytest.fixture
-def agent(base_url, accounts):  # noqa: F811
+def agent(base_url, accounts):
     """The demo agent's API session and the environment a HOL run would give it."""
     token = token_for(base_url, "demo_agent", accounts)
     http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
@@ -63,7 +63,7 @@ def agent(base_url, accounts):  # noqa: F811
 
 
 @pytest.fixture
-def tech_lead(base_url, accounts):  # noqa: F811
+def tech_lead(base_url, accounts):
     token = token_for(base_url, "demo_tech_lead", accounts)
     with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         yield http
@@ -185,7 +185,7 @@ def test_approve_exits_2_when_hol_cannot_be_reached():
     assert "cannot reach HOL" in result.stderr
 
 
-def test_requests_without_a_valid_token_are_refused_with_exit_1(base_url, enqueued):  # noqa: F811
+def test_requests_without_a_valid_token_are_refused_with_exit_1(base_url, enqueued):
     worker_id, _ = enqueued
     result = hol_agent("claim", "--worker-id", worker_id, env={"HOL_API_URL": base_url, "HOL_TOKEN": "forged"})
     assert result.returncode == 1

@@ -7,56 +7,25 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.test_live_server import demo_passwords, live_env  # noqa: F401 - fixtures
+from tests.live import another_daphne
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@contextmanager
-def another_daphne(env: dict):
-    """One more daphne process on its own port, serving the same database."""
-    sock = listening_socket("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    processes = start_daphne(sock, 1, env=env, quiet=True)
-    sock.close()  # daphne holds its own copy
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert processes[0].poll() is None, "daphne exited while starting"
-            try:
-                httpx.get(f"{url}/api/v1/ping", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "daphne did not answer"
-                time.sleep(0.1)
-        yield url
-    finally:
-        stop_all(processes)
-
-
 @pytest.fixture
-def base_url(live_env):  # noqa: F811
-    """A daphne per test: one that outlived the database flush between tests would keep cached
-    content-type ids (notifications and permissions point through them) that no longer exist."""
+def second_url(live_env):
     with another_daphne(live_env) as url:
         yield url
 
 
 @pytest.fixture
-def second_url(live_env):  # noqa: F811
-    with another_daphne(live_env) as url:
-        yield url
-
-
-@pytest.fixture
-def url_without_redis(live_env):  # noqa: F811
+def url_without_redis(live_env):
     # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
     with another_daphne({**live_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as url:
         yield url
@@ -71,8 +40,8 @@ def signed_in(base: str, username: str, passwords: dict[str, str]) -> httpx.Clie
 
 
 @pytest.fixture
-def agent_task(base_url, demo_passwords, new_task):  # noqa: F811 - fixtures imported above
-    with closing(signed_in(base_url, "demo_agent", demo_passwords)) as agent:
+def agent_task(daphne_url, demo_passwords, new_task):
+    with closing(signed_in(daphne_url, "demo_agent", demo_passwords)) as agent:
         task = agent.post("/api/v1/tasks", json=new_task(assigned_to="demo_tech_lead"))
         assert task.status_code == 201, task.text
         yield agent, task.json()
@@ -82,10 +51,10 @@ def ws_url(base: str, path: str) -> str:
     return base.replace("http://", "ws://") + path
 
 
-def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, agent_task):
+def test_a_message_posted_over_http_reaches_a_websocket_subscriber(daphne_url, agent_task):
     agent, task = agent_task
     token = agent.headers["Authorization"].removeprefix("Bearer ")
-    with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
+    with connect(ws_url(daphne_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
         assert ws.subprotocol == "hol.v1"
         posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "editing models.py"})
         assert posted.status_code == 201, posted.text
@@ -94,17 +63,17 @@ def test_a_message_posted_over_http_reaches_a_websocket_subscriber(base_url, age
     assert (event["message"]["id"], event["message"]["content"]) == (posted.json()["id"], "editing models.py")
 
 
-def test_a_person_with_a_ticket_receives_the_stream(base_url, agent_task, demo_passwords):  # noqa: F811
+def test_a_person_with_a_ticket_receives_the_stream(daphne_url, agent_task, demo_passwords):
     agent, task = agent_task
-    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
+    with closing(signed_in(daphne_url, "demo_tech_lead", demo_passwords)) as lead:
         ticket = lead.post("/api/v1/ws/ticket").json()["ticket"]
-    with connect(ws_url(base_url, f"/ws/tasks/{task['id']}/?ticket={ticket}")) as ws:
+    with connect(ws_url(daphne_url, f"/ws/tasks/{task['id']}/?ticket={ticket}")) as ws:
         posted = agent.post("/api/v1/chat/messages", json={"task_id": task["id"], "content": "step 2"})
         event = json.loads(ws.recv(timeout=10))
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task, demo_passwords):  # noqa: F811
+def test_a_waiting_agent_gets_the_answer_within_a_second(daphne_url, agent_task, demo_passwords):
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
@@ -119,7 +88,7 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task, d
     waiter.start()
     time.sleep(1.0)  # the agent is waiting
     assert not results
-    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
+    with closing(signed_in(daphne_url, "demo_tech_lead", demo_passwords)) as lead:
         answered = lead.post(
             "/api/v1/chat/messages",
             json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",
@@ -133,7 +102,7 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(base_url, agent_task, d
     assert results["returned"] - sent < 1.0
 
 
-def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(base_url, second_url, agent_task):
+def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(daphne_url, second_url, agent_task):
     agent, task = agent_task
     token = agent.headers["Authorization"].removeprefix("Bearer ")
     with connect(ws_url(second_url, f"/ws/tasks/{task['id']}/"), subprotocols=["hol.v1", f"hol.jwt.{token}"]) as ws:
@@ -143,7 +112,7 @@ def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(base_url, second_u
     assert event["message"]["id"] == posted.json()["id"]
 
 
-def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_redis, agent_task, demo_passwords):  # noqa: F811
+def test_with_redis_down_a_waiting_agent_gets_its_answer(daphne_url, url_without_redis, agent_task, demo_passwords):
     agent, task = agent_task
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
@@ -160,7 +129,7 @@ def test_with_redis_down_a_waiting_agent_gets_its_answer(base_url, url_without_r
     waiter = threading.Thread(target=wait)
     waiter.start()
     time.sleep(1.0)  # the agent is waiting
-    with closing(signed_in(base_url, "demo_tech_lead", demo_passwords)) as lead:
+    with closing(signed_in(daphne_url, "demo_tech_lead", demo_passwords)) as lead:
         lead.post(
             "/api/v1/chat/messages",
             json={"task_id": task["id"], "message_type": "response", "content": "PostgreSQL",

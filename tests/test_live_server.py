@@ -1,8 +1,5 @@
-"""HOL served by a real daphne (started the way `./bin/hol run` starts it), driven over HTTP.
-
-The daphne process cannot see the test run's in-memory SQLite database, so on SQLite it gets a
-freshly migrated file of its own; on PostgreSQL it serves the test database itself.
-"""
+"""HOL served by a real daphne (started the way `./bin/hol run` starts it), driven over HTTP
+(the fixtures are in tests/live.py)."""
 
 from __future__ import annotations
 
@@ -16,85 +13,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
-from django.db import connection
 
 from hol import embedded_redis
-from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.test_embedded_redis import stop_and_remove
+from tests.live import manage
 
 ROOT = Path(__file__).resolve().parent.parent
-START_SECONDS = 60
-
-
-def database_url(settings_dict: dict) -> str:
-    credentials = quote(settings_dict["USER"] or "", safe="")
-    if settings_dict.get("PASSWORD"):
-        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
-
-
-def manage(env: dict, *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture(scope="module")
-def live_env(django_db_setup, django_db_blocker):
-    """Environment for HOL processes serving the same database as this test run."""
-    data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
-    # HOL's defaults, not the ones of whoever runs the tests: no debug pages, no trusted proxy.
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "HOL_DEBUG", "HOL_TRUST_PROXY")
-    }
-    env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
-    env["HOL_ALLOWED_REPO_PREFIXES"] = "https://github.com/"
-    env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
-    with django_db_blocker.unblock():
-        vendor, settings_dict = connection.vendor, connection.settings_dict
-    if vendor == "postgresql":
-        env["DATABASE_URL"] = database_url(settings_dict)
-    else:
-        manage(env, "migrate", "--noinput", "-v", "0")
-    yield env
-    stop_and_remove(data_dir)  # the daphne's embedded Redis, when REDIS_URL is unset
-
-
-@pytest.fixture(scope="module")
-def base_url(live_env):
-    sock = listening_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    processes = start_daphne(sock, 1, env=live_env, quiet=True)
-    sock.close()  # daphne holds its own copy
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert processes[0].poll() is None, "daphne exited while starting"
-            try:
-                httpx.get(f"{url}/api/schema/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "daphne did not answer"
-                time.sleep(0.1)
-        yield url
-    finally:
-        stop_all(processes)
-
-
-@pytest.fixture
-def demo_passwords(live_env, transactional_db) -> dict[str, str]:
-    """The demo accounts, made by the same command `./bin/hol run` uses, and their passwords as
-    that command keeps them in the data dir."""
-    manage(live_env, "bootstrap_roles", "--demo-users")
-    return json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
 
 
 def test_agent_runs_the_whole_loop_over_http_through_daphne(base_url, demo_passwords, new_task):

@@ -14,10 +14,9 @@ from notifications.models import Notification
 from notifications.services import notification_create
 from tasks.models import Task, WorkOrder
 from tasks.services import task_create
-from tests.factories import TASK
+from tests.factories import MEDIUM_ACTION, TASK
 
 XSS = "<script>alert('pwned')</script>"
-MEDIUM = {"action_type": "file", "operation": "write"}
 
 
 @pytest.fixture
@@ -161,7 +160,7 @@ def test_cancelling_from_the_task_page(bob_client, task):
 
 
 def test_the_inbox_lists_requests_waiting_on_me_and_approves(bob_client, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     content = bob_client.get("/approvals/").content.decode()
     assert f'id="approval-{request.pk}"' in content
     assert "medium risk" in content
@@ -172,7 +171,7 @@ def test_the_inbox_lists_requests_waiting_on_me_and_approves(bob_client, agent_0
 
 
 def test_the_inbox_does_not_list_requests_for_others(client, alice_developer, agent_007):
-    request = approval_request_create(actor=agent_007, action=MEDIUM)  # a tech lead's to decide
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)  # a tech lead's to decide
     client.force_login(alice_developer)
     assert f'id="approval-{request.pk}"' not in client.get("/approvals/").content.decode()
 

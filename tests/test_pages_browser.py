@@ -1,6 +1,6 @@
 """What a person sees and clicks, in a real browser (Playwright driving Debian's chromium) against
 HOL served by a real daphne, while an agent works over the HTTP API. Screenshots of every page go
-to docs/screenshots/ for the README."""
+to docs/screenshots/ for the README when HOL_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ import re
 import shutil
 import threading
 from contextlib import closing
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_live_channels import base_url  # noqa: F401 - a daphne per test
-from tests.test_live_server import demo_passwords, live_env  # noqa: F401 - fixtures
-
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("HOL_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
 DIFF = "@@ -1,3 +1,4 @@\n body {\n-  background: #fff;\n+  background: var(--bg);\n+  color: var(--ink);\n }"
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
@@ -29,21 +24,6 @@ pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Playwright's sync API runs an event loop in this thread; Django's test fixtures still touch
-    # the database from it (flushes between tests), which is safe here: nothing else runs.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 def sign_in(browser, base: str, password: str, username: str = "demo_tech_lead", **context_options):
@@ -60,15 +40,15 @@ def sign_in(browser, base: str, password: str, username: str = "demo_tech_lead",
 
 
 @pytest.fixture
-def person(browser, base_url, demo_passwords):  # noqa: F811 - fixtures imported above
-    context, page = sign_in(browser, base_url, demo_passwords["demo_tech_lead"])
+def person(browser, daphne_url, demo_passwords):
+    context, page = sign_in(browser, daphne_url, demo_passwords["demo_tech_lead"])
     yield page
     context.close()
 
 
 @pytest.fixture
-def agent(base_url, demo_passwords):  # noqa: F811
-    http = httpx.Client(base_url=base_url, timeout=30)
+def agent(daphne_url, demo_passwords):
+    http = httpx.Client(base_url=daphne_url, timeout=30)
     token = http.post("/api/v1/auth/token", json={"username": "demo_agent", "password": demo_passwords["demo_agent"]})
     http.headers["Authorization"] = f"Bearer {token.json()['access']}"
     worker = http.post("/api/v1/workers", json={"name": "laptop"}).json()
@@ -114,15 +94,14 @@ def test_a_person_signs_in_and_creates_a_task(person):
     assert task_id
 
 
-def test_the_intake_error_shows_next_to_the_repository(person):
+def test_the_intake_error_shows_next_to_the_repository(person, shots):
     person.goto("/tasks/")
     person.click("#new-task summary")
     person.fill("#id_objective", "Anything")
     person.fill("#id_repo", "https://evil.example/repo")
     person.click("#new-task button[type=submit]")
     assert "REPO_NOT_ALLOWED" in person.inner_text("#error-repo")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    person.screenshot(path=str(SHOTS / "task-form-error.png"), full_page=True)
+    person.screenshot(path=str(shots / "task-form-error.png"), full_page=True)
 
 
 def test_an_agents_log_line_appears_live(person, agent):
@@ -184,8 +163,7 @@ def test_agent_html_renders_as_text_and_never_runs(person, agent):
     assert person.evaluate("window.__pwned") is None
 
 
-def test_screenshots_of_every_page(browser, base_url, person, agent, demo_passwords):  # noqa: F811
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_screenshots_of_every_page(browser, daphne_url, person, agent, demo_passwords, shots):
     task_id = create_task_in_the_browser(person, "Add a dark theme to the settings page")
     claim(agent, task_id)
     post(agent, task_id, content="Reading the settings templates", event_type="log", stage="planning")
@@ -212,15 +190,15 @@ def test_screenshots_of_every_page(browser, base_url, person, agent, demo_passwo
         if name == "audit":
             person.click("text=Verify the chain now")
         person.wait_for_load_state("load")
-        person.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        person.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     phone, phone_page = sign_in(
-        browser, base_url, demo_passwords["demo_tech_lead"], viewport={"width": 390, "height": 844}, is_mobile=True
+        browser, daphne_url, demo_passwords["demo_tech_lead"], viewport={"width": 390, "height": 844}, is_mobile=True
     )
     phone_page.goto("/approvals/")
-    phone_page.screenshot(path=str(SHOTS / "approvals-phone.png"), full_page=True)
+    phone_page.screenshot(path=str(shots / "approvals-phone.png"), full_page=True)
     phone.close()
-    login = browser.new_page(base_url=base_url)
+    login = browser.new_page(base_url=daphne_url)
     login.goto("/login/")
-    login.screenshot(path=str(SHOTS / "login.png"))
+    login.screenshot(path=str(shots / "login.png"))
     login.close()
-    assert all((SHOTS / f"{name}.png").stat().st_size > 0 for name in [*pages, "login", "approvals-phone"])
+    assert all((shots / f"{name}.png").stat().st_size > 0 for name in [*pages, "login", "approvals-phone"])

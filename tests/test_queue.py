@@ -49,15 +49,6 @@ def fail(client, work_order_id: str, error: str = "tests failed", **extra):
     return client.post("/api/v1/queue/fail", {"work_order_id": work_order_id, "error": error, **extra}, format="json")
 
 
-@pytest.fixture
-def claimed(as_agent_007, make_task, worker_007) -> str:
-    """A work order agent_007's worker holds."""
-    enqueue(as_agent_007, make_task())
-    response = claim(as_agent_007, worker_007)
-    assert response.status_code == 200, response.content
-    return response.json()["id"]
-
-
 # --- enqueue --------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from tasks import services as task_services
 from tasks.agent_process import run_agent
 from tasks.models import Execution, Task, WorkOrder
 from tasks.tasks import requeue_lapsed_work
-from tests.test_live_server import database_url
+from tests.live import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 60

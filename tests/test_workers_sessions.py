@@ -15,13 +15,6 @@ from tasks.tasks import requeue_lapsed_work, terminate_stale_sessions
 from tests.factories import client_for
 
 
-@pytest.fixture
-def held_work_order(as_agent_007, worker_007, new_task) -> str:
-    task_id = as_agent_007.post("/api/v1/tasks", new_task(), format="json").json()["id"]
-    as_agent_007.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json")
-    return as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_007}, format="json").json()["id"]
-
-
 def heartbeat(client, worker_id: str, **body):
     return client.post(f"/api/v1/workers/{worker_id}/heartbeat", body, format="json")
 
@@ -55,7 +48,7 @@ def test_agent_reads_its_own_worker(as_agent_007, worker_007):
     assert response.json()["name"] == "007-laptop"
 
 
-def test_worker_list_filters_by_status(as_agent_007, worker_007, held_work_order):
+def test_worker_list_filters_by_status(as_agent_007, worker_007, claimed):
     idle = as_agent_007.post("/api/v1/workers", {"name": "spare"}, format="json").json()["id"]
     busy = [w["id"] for w in as_agent_007.get("/api/v1/workers?status=busy").json()["results"]]
     spare = [w["id"] for w in as_agent_007.get("/api/v1/workers?status=idle").json()["results"]]
@@ -100,9 +93,9 @@ def test_deregister_takes_the_worker_offline(as_agent_007, worker_007):
     assert AuditEntry.objects.filter(action="worker.deregistered", target_id=worker_007, actor="agent_007").exists()
 
 
-def test_deregister_requeues_the_work_the_worker_held(as_agent_007, worker_007, held_work_order):
+def test_deregister_requeues_the_work_the_worker_held(as_agent_007, worker_007, claimed):
     as_agent_007.delete(f"/api/v1/workers/{worker_007}")
-    work_order = WorkOrder.objects.get(pk=held_work_order)
+    work_order = WorkOrder.objects.get(pk=claimed)
     assert (work_order.status, work_order.retry_count, work_order.worker_id) == ("queued", 1, None)
 
 
@@ -116,18 +109,18 @@ def test_staff_developer_without_the_permission_may_not_deregister_an_agents_wor
     assert Worker.objects.get(pk=worker_007).status == Worker.Status.IDLE
 
 
-def test_deregistering_audits_the_status_change(as_agent_007, worker_007, held_work_order):
+def test_deregistering_audits_the_status_change(as_agent_007, worker_007, claimed):
     as_agent_007.delete(f"/api/v1/workers/{worker_007}")
     entry = AuditEntry.objects.get(action="worker.deregistered", target_id=worker_007)
     assert entry.details == {"from": "busy", "to": "offline", "reason": "worker deregistered"}
 
 
-def test_silent_worker_goes_offline_and_its_work_is_requeued(as_agent_007, worker_007, held_work_order, settings):
+def test_silent_worker_goes_offline_and_its_work_is_requeued(as_agent_007, worker_007, claimed, settings):
     settings.HOL_WORKER_TIMEOUT_SECONDS = 0
     result = requeue_lapsed_work()
     assert result["workers_offline"] == 1
     assert Worker.objects.get(pk=worker_007).status == Worker.Status.OFFLINE
-    work_order = WorkOrder.objects.get(pk=held_work_order)
+    work_order = WorkOrder.objects.get(pk=claimed)
     assert (work_order.status, work_order.retry_count) == ("queued", 1)
     assert AuditEntry.objects.filter(action="worker.offline", target_id=worker_007, actor="system").exists()
 
@@ -329,8 +322,8 @@ def test_staff_developer_without_the_permission_may_not_terminate_an_agents_sess
     assert AgentSession.objects.get().status == AgentSession.Status.ACTIVE
 
 
-def test_deregistered_workers_task_goes_back_to_queued_after_back_off(as_agent_007, worker_007, held_work_order):
+def test_deregistered_workers_task_goes_back_to_queued_after_back_off(as_agent_007, worker_007, claimed):
     as_agent_007.delete(f"/api/v1/workers/{worker_007}")
-    task = Task.objects.get(work_orders__pk=held_work_order)
+    task = Task.objects.get(work_orders__pk=claimed)
     assert task.status == Task.Status.QUEUED
-    assert WorkOrder.objects.get(pk=held_work_order).available_at > timezone.now()
+    assert WorkOrder.objects.get(pk=claimed).available_at > timezone.now()

@@ -1,0 +1,146 @@
+"""Fixtures for tests that drive HOL served by real daphne processes (started the way
+`./bin/hol run` starts them). Loaded by tests/conftest.py as a pytest plugin, so test modules use
+these fixtures without importing them from each other.
+
+The daphne process cannot see the test run's in-memory SQLite database, so on SQLite it gets a
+freshly migrated file of its own; on PostgreSQL it serves the test database itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.db import connection
+
+from hol.launcher import listening_socket, start_daphne, stop_all
+from tests.processes import stop_and_remove
+
+ROOT = Path(__file__).resolve().parent.parent
+START_SECONDS = 60
+
+
+def database_url(settings_dict: dict) -> str:
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict.get("PASSWORD"):
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def manage(env: dict, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _serves_the_test_database(config) -> bool:
+    return bool(os.environ.get("DATABASE_URL"))
+
+
+def per_test_unless_own_database(fixture_name: str, config) -> str:
+    """A daphne serving the test database must not outlive the flush between tests: it would keep
+    cached content-type ids (notifications and permissions point through them) that no longer
+    exist. On SQLite the daphne serves a database file of its own that no flush touches, so one
+    daphne per module serves every test."""
+    return "function" if _serves_the_test_database(config) else "module"
+
+
+@contextmanager
+def another_daphne(env: dict) -> Iterator[str]:
+    """One daphne process on its own port, serving the database `env` names; its URL once it
+    answers."""
+    sock = listening_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    processes = start_daphne(sock, 1, env=env, quiet=True)
+    sock.close()  # daphne holds its own copy
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            assert processes[0].poll() is None, "daphne exited while starting"
+            try:
+                httpx.get(f"{url}/api/v1/ping", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "daphne did not answer"
+                time.sleep(0.05)
+        yield url
+    finally:
+        stop_all(processes)
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory) -> Path | None:
+    """On SQLite, one migrated database file for the whole session: each live module starts from a
+    copy of it instead of running every migration again in a subprocess."""
+    if _serves_the_test_database(None):
+        yield None
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="hol-mig-")).resolve()
+    env = _base_env(data_dir)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    yield data_dir
+    stop_and_remove(data_dir)
+
+
+def _base_env(data_dir: Path) -> dict:
+    # HOL's defaults, not the ones of whoever runs the tests: no debug pages, no trusted proxy.
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "HOL_DEBUG", "HOL_TRUST_PROXY")
+    }
+    env.update(DJANGO_SETTINGS_MODULE="hol.settings", HOL_DATA_DIR=str(data_dir), HOL_LOG_LEVEL="WARNING")
+    env["HOL_ALLOWED_REPO_PREFIXES"] = "https://github.com/"
+    env["HOL_CONN_MAX_AGE"] = "0"  # hold no connection that would block the test database's teardown
+    return env
+
+
+@pytest.fixture(scope="module")
+def live_env(django_db_setup, django_db_blocker, _migrated_sqlite):
+    """Environment for HOL processes serving the same database as this test run."""
+    data_dir = Path(tempfile.mkdtemp(prefix="hol-live-")).resolve()  # short: holds a unix socket
+    env = _base_env(data_dir)
+    with django_db_blocker.unblock():
+        vendor, settings_dict = connection.vendor, connection.settings_dict
+    if vendor == "postgresql":
+        env["DATABASE_URL"] = database_url(settings_dict)
+    else:
+        shutil.copyfile(_migrated_sqlite / "db.sqlite3", data_dir / "db.sqlite3")
+    yield env
+    stop_and_remove(data_dir)  # the daphne's embedded Redis, when REDIS_URL is unset
+
+
+@pytest.fixture(scope="module")
+def base_url(live_env):
+    """One daphne for the module (tests/test_live_channels.py and the browser tests take one per
+    test where it serves the test database: see `per_test_unless_own_database`)."""
+    with another_daphne(live_env) as url:
+        yield url
+
+
+@pytest.fixture
+def demo_passwords(live_env, transactional_db) -> dict[str, str]:
+    """The demo accounts, made by the same command `./bin/hol run` uses, and their passwords as
+    that command keeps them in the data dir."""
+    manage(live_env, "bootstrap_roles", "--demo-users")
+    return json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
+
+
+@pytest.fixture(scope=per_test_unless_own_database)
+def daphne_url(live_env):
+    """A daphne for tests whose database is flushed between them: one per test on PostgreSQL, one
+    per module on SQLite (see `per_test_unless_own_database`)."""
+    with another_daphne(live_env) as url:
+        yield url
