@@ -253,7 +253,7 @@ def test_oversized_description_in_a_patch_is_refused_as_too_large(as_agent_007, 
 # --- what reaches git ---------------------------------------------------------------------------------
 
 
-DANGEROUS_REFS = ["../../etc/passwd", "main/../../x", "--upload-pack=touch /tmp/pwned", "main\x00", "a\nb", "a..b"]
+DANGEROUS_REFS = ["../../etc/passwd", "main/../../x", "--upload-pack=touch /tmp/pwned", "a\nb", "a..b"]
 
 
 @pytest.mark.parametrize("ref", DANGEROUS_REFS)
@@ -261,6 +261,18 @@ def test_dangerous_ref_is_refused_with_invalid_ref(as_agent_007, new_task, ref):
     response = post_task(as_agent_007, new_task(target={"repo": "https://github.com/acme/shop", "ref": ref}))
     assert response.status_code == 422
     assert response.json()["code"] == "INVALID_REF"
+    assert not Task.objects.exists()
+
+
+def test_a_ref_with_a_nul_character_is_refused_by_the_api_and_by_the_gate(as_agent_007, new_task):
+    from hol.errors import ValidationFailed
+    from tasks.intake import check_intake
+
+    target = {"repo": "https://github.com/acme/shop", "ref": "main\x00"}
+    assert post_task(as_agent_007, new_task(target=target)).status_code == 400
+    with pytest.raises(ValidationFailed) as refused:
+        check_intake({"target": target}, allowed_repo_prefixes=["https://github.com/"])
+    assert refused.value.code == "INVALID_REF"
     assert not Task.objects.exists()
 
 
