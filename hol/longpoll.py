@@ -14,6 +14,9 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
 
+# How often a waiter re-reads the database while the shared Redis subscription is down.
+POLL_SECONDS_WITHOUT_REDIS = 2.0
+
 
 def release_connection() -> None:
     # Waiting agents must not pin database connections between reads; inside an outer
