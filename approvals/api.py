@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import django_filters
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
@@ -42,6 +41,7 @@ from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
     authenticate,
     error_response,
+    limited,
     method_not_allowed,
     release_connection,
     wait_seconds,
@@ -263,14 +263,14 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     try:
         wait = wait_seconds(request.GET.get("wait"))
         if wait <= 0:
-            _, seen = await sync_to_async(_authenticate_and_read)(request, pk)
+            _, seen = await limited(_authenticate_and_read, request, pk)
             return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
         heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
         subscriber = shared_subscriber()
         await subscriber.ready(timeout=min(wait, 1.0))
         # Subscribe before the first read, so a decision made in between still wakes us.
         async with subscriber.wait_on(channel_name(pk)) as decided:
-            actor, seen = await sync_to_async(_authenticate_and_read)(request, pk)
+            actor, seen = await limited(_authenticate_and_read, request, pk)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
             next_heartbeat = loop.time()
@@ -279,7 +279,7 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
                 if now >= deadline:
                     break
                 if seen.lease_worker_id is not None and now >= next_heartbeat:
-                    if not await sync_to_async(_extend_lease)(actor, seen.lease_worker_id):
+                    if not await limited(_extend_lease, actor, seen.lease_worker_id):
                         seen.lease_worker_id = None
                     next_heartbeat = now + heartbeat_every
                 # Without Redis nothing will wake us: poll the database instead.
@@ -299,7 +299,7 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
                 decided.clear()
                 overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
                 if woken or polling or overdue:
-                    seen = await sync_to_async(_read)(actor, pk)
+                    seen = await limited(_read, actor, pk)
     except DomainError as exc:
         return error_response(exc)
     return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
