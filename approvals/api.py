@@ -1,6 +1,6 @@
 """The approvals API: request, list, decide, cancel, consume, assess; and the long-poll
-read `GET /api/v1/approvals/{id}?wait=N`, an async view that holds neither a thread nor a database
-connection while it waits."""
+read `GET /api/v1/approvals/{id}?wait=N`, an async view that holds neither a thread, a database
+connection nor a Redis connection of its own while it waits."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import django_filters
-import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
@@ -39,7 +37,16 @@ from approvals.serializers import (
 from approvals.services import channel_name
 from hol.api import validated
 from hol.errors import BadRequest, DomainError
-from hol.longpoll import authenticate, error_response, method_not_allowed, release_connection, wait_seconds
+from hol.longpoll import (
+    POLL_SECONDS_WITHOUT_REDIS,
+    authenticate,
+    error_response,
+    limited,
+    method_not_allowed,
+    release_connection,
+    wait_seconds,
+)
+from hol.pubsub import shared_subscriber
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -244,51 +251,55 @@ def _extend_lease(actor: Any, worker_id: Any) -> bool:
 
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
-    (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. The wait is a Redis pub/sub subscription on
-    the event loop: the row is read once at the start and once per wake-up, each read on a
-    connection that is closed right after. A request that reaches its deadline during the wait is
-    read again, and so answers `expired`. When the request names a work order the caller's worker
-    holds, the wait heartbeats that worker every HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10),
-    so the lease outlives the wait."""
+    (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. Waiters share the process's one Redis
+    subscription: the row is read once at the start and once per wake-up, each read on a
+    connection that is closed right after. Without Redis (down or hung) the wait re-reads the row
+    every few seconds instead, so the decision still arrives. A request that reaches its deadline
+    during the wait is read again, and so answers `expired`. When the request names a work order
+    the caller's worker holds, the wait heartbeats that worker every
+    HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10), so the lease outlives the wait."""
     if request.method != "GET":
         return method_not_allowed(request)
     try:
         wait = wait_seconds(request.GET.get("wait"))
+        if wait <= 0:
+            _, seen = await limited(_authenticate_and_read, request, pk)
+            return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
+        heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
+        subscriber = shared_subscriber()
+        await subscriber.ready(timeout=min(wait, 1.0))
+        # Subscribe before the first read, so a decision made in between still wakes us.
+        async with subscriber.wait_on(channel_name(pk)) as decided:
+            actor, seen = await limited(_authenticate_and_read, request, pk)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            next_heartbeat = loop.time()
+            while seen.body["status"] == ApprovalRequest.Status.PENDING:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if seen.lease_worker_id is not None and now >= next_heartbeat:
+                    if not await limited(_extend_lease, actor, seen.lease_worker_id):
+                        seen.lease_worker_id = None
+                    next_heartbeat = now + heartbeat_every
+                # Without Redis nothing will wake us: poll the database instead.
+                polling = not subscriber.healthy
+                wake_at = deadline
+                if polling:
+                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+                if seen.expires_at is not None:
+                    wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
+                if seen.lease_worker_id is not None:
+                    wake_at = min(wake_at, next_heartbeat)
+                try:
+                    await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
+                    woken = True
+                except TimeoutError:
+                    woken = False
+                decided.clear()
+                overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
+                if woken or polling or overdue:
+                    seen = await limited(_read, actor, pk)
     except DomainError as exc:
         return error_response(exc)
-    heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
-    client = pubsub = None
-    try:
-        if wait > 0:
-            # Subscribe before the first read, so a decision made in between still wakes us.
-            client = aioredis.from_url(settings.REDIS_URL)
-            pubsub = client.pubsub()
-            await pubsub.subscribe(channel_name(pk))
-        actor, seen = await sync_to_async(_authenticate_and_read)(request, pk)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        next_heartbeat = loop.time()
-        while pubsub is not None and seen.body["status"] == ApprovalRequest.Status.PENDING:
-            now = loop.time()
-            if now >= deadline:
-                break
-            if seen.lease_worker_id is not None and now >= next_heartbeat:
-                if not await sync_to_async(_extend_lease)(actor, seen.lease_worker_id):
-                    seen.lease_worker_id = None
-                next_heartbeat = now + heartbeat_every
-            wake_at = deadline
-            if seen.expires_at is not None:
-                wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
-            if seen.lease_worker_id is not None:
-                wake_at = min(wake_at, next_heartbeat)
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=max(0.0, wake_at - now))
-            if message is not None or (seen.expires_at is not None and seen.expires_at <= timezone.now()):
-                seen = await sync_to_async(_read)(actor, pk)
-    except DomainError as exc:
-        return error_response(exc)
-    finally:
-        if pubsub is not None:
-            await pubsub.aclose()
-        if client is not None:
-            await client.aclose()
     return JsonResponse(seen.body, encoder=DjangoJSONEncoder)

@@ -4,8 +4,12 @@ one error body."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -13,6 +17,26 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
+
+# How often a waiter re-reads the database while the shared Redis subscription is down.
+POLL_SECONDS_WITHOUT_REDIS = 2.0
+# Database reads of waiters running at once, per process: under ASGI each request reads in a
+# thread of its own, on a connection of its own, so a thousand waiters starting (or polling
+# without Redis) together would otherwise ask PostgreSQL for a thousand connections.
+CONCURRENT_READS = 8
+
+T = TypeVar("T")
+_read_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def limited(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)` in a thread, once one of the process's CONCURRENT_READS slots is free."""
+    loop = asyncio.get_running_loop()
+    slots = _read_slots.get(loop)
+    if slots is None:
+        slots = _read_slots[loop] = asyncio.Semaphore(CONCURRENT_READS)
+    async with slots:
+        return await sync_to_async(func)(*args)
 
 
 def release_connection() -> None:

@@ -21,6 +21,10 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
+# The subscription pings Redis this often when nothing else arrives, and counts Redis as lost
+# after HUNG_SECONDS without a word (a pong included).
+PING_SECONDS = 1.0
+HUNG_SECONDS = 3.0
 
 
 @lru_cache(maxsize=4)
@@ -43,20 +47,38 @@ class SharedSubscriber:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            client = aioredis.from_url(self.url, socket_connect_timeout=2, health_check_interval=10)
+            client = aioredis.from_url(self.url, socket_connect_timeout=2)
+            pubsub = client.pubsub()
             try:
-                self._pubsub = client.pubsub()
                 # A placeholder subscription keeps the connection in subscribed mode while idle.
-                await self._pubsub.subscribe("hol:pubsub:keepalive", *self.waiters)
+                # A Redis that accepts the connection but never answers (a stopped process) must
+                # not hold this loop: the first subscription has a deadline too.
+                channels = set(self.waiters)
+                await asyncio.wait_for(pubsub.subscribe("hol:pubsub:keepalive", *channels), timeout=HUNG_SECONDS)
+                # From here on new waiters subscribe themselves; those who came meanwhile, now.
+                self._pubsub = pubsub
+                if late := set(self.waiters) - channels:
+                    await asyncio.wait_for(pubsub.subscribe(*late), timeout=HUNG_SECONDS)
                 self.healthy = True
                 self._ready.set()
-                async for message in self._pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    channel = message["channel"].decode()
-                    for event in self.waiters.get(channel, ()):
-                        event.set()
+                last_heard = last_ping = loop.time()
+                while True:
+                    message = await pubsub.get_message(timeout=PING_SECONDS)
+                    now = loop.time()
+                    if message is not None:
+                        last_heard = now
+                        if message.get("type") == "message":
+                            for event in self.waiters.get(message["channel"].decode(), ()):
+                                event.set()
+                    if now - last_heard > HUNG_SECONDS:
+                        # A hung Redis keeps the socket open and says nothing: no error would
+                        # ever come, so silence past the deadline counts as a lost connection.
+                        raise ConnectionError(f"Redis has not answered for {HUNG_SECONDS:.0f} s")
+                    if now - last_ping >= PING_SECONDS:
+                        last_ping = now
+                        await asyncio.wait_for(pubsub.ping(), timeout=PING_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception:  # any Redis failure: wake everyone to poll, retry later
@@ -66,7 +88,9 @@ class SharedSubscriber:
                 self._ready.clear()
                 self._pubsub = None
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), timeout=1)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.aclose(), timeout=1)
             for events in self.waiters.values():
                 for event in events:
                     event.set()

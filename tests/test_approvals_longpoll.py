@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,8 +27,9 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from approvals.models import ApprovalRequest
-from approvals.services import approval_decide, approval_request_create, channel_name
+from approvals.services import approval_cancel, approval_decide, approval_request_create, channel_name
 from hol.launcher import listening_socket, start_daphne, stop_all
+from tasks.models import WorkOrder
 from tests.factories import MEDIUM_ACTION, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +117,24 @@ def test_only_get_is_served_on_a_request(as_agent_007, agent_007):
     assert as_agent_007.delete(f"/api/v1/approvals/{request.pk}").status_code == 405
 
 
+def test_waiting_keeps_the_lease_of_the_work_order_the_request_names(as_agent_007, agent_007, new_task, settings):
+    task_id = as_agent_007.post("/api/v1/tasks", new_task(), format="json").json()["id"]
+    worker_id = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+    as_agent_007.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json")
+    work_order_id = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_id}, format="json").json()["id"]
+    request = approval_request_create(
+        actor=agent_007, action=MEDIUM_ACTION, task_id=task_id, work_order_id=work_order_id
+    )
+    almost_lapsed = timezone.now() + timedelta(seconds=1)
+    WorkOrder.objects.filter(pk=work_order_id).update(lease_expires_at=almost_lapsed)
+    settings.HOL_LEASE_SECONDS = 60
+    settings.HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS = 0.5
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 1.5})
+    assert response.json()["status"] == "pending"
+    lease = WorkOrder.objects.get(pk=work_order_id).lease_expires_at
+    assert lease >= almost_lapsed + timedelta(seconds=59)
+
+
 # --- a real daphne, a decision from another process ------------------------------------------------
 
 
@@ -125,26 +146,39 @@ def hol_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
 
 
+@contextmanager
+def serving(env: dict[str, str]):
+    """A daphne process serving HOL with `env`: yields its URL and its process."""
+    sock = listening_socket("127.0.0.1", 0)
+    processes = start_daphne(sock, 1, env=env, quiet=True)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/api/v1/approvals/00000000-0000-0000-0000-000000000000", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or processes[0].poll() is not None:
+                    pytest.fail("daphne did not start")
+                time.sleep(0.1)
+        yield url, processes[0]
+    finally:
+        stop_all(processes)
+        sock.close()
+
+
 @pytest.fixture(scope="module")
-def daphne_url(hol_env):
+def daphne(hol_env):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
-    sock = listening_socket("127.0.0.1", 0)
-    processes = start_daphne(sock, 1, env=hol_env, quiet=True)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/api/v1/approvals/00000000-0000-0000-0000-000000000000", timeout=2)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or processes[0].poll() is not None:
-                stop_all(processes)
-                pytest.fail("daphne did not start")
-            time.sleep(0.1)
-    yield url
-    stop_all(processes)
-    sock.close()
+    with serving(hol_env) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def daphne_url(daphne) -> str:
+    return daphne[0]
 
 
 def bearer(user) -> dict[str, str]:
@@ -260,3 +294,131 @@ def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
     assert len(beside_waiters) == 20
     assert still_waiting == 50
     assert connections_held < 10  # waiting agents hold no database connection (a holding wait: +50)
+
+
+# --- many waiters, one Redis subscription; no Redis, still answered --------------------------------
+
+
+def redis_connections_of(pid: int, redis_url: str) -> int:
+    """Connections Redis's CLIENT LIST shows from process `pid` (matched by the TCP ports the
+    process holds, read from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    local_ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # 01: established
+                local_ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    with closing(redis.Redis.from_url(redis_url)) as client:
+        return sum(int(entry["addr"].rsplit(":", 1)[1]) in local_ports for entry in client.client_list())
+
+
+def wait_until_subscribed(redis_url: str, channels: list[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with closing(redis.Redis.from_url(redis_url)) as watcher:
+        while sum(n for _, n in watcher.pubsub_numsub(*channels)) < len(channels):
+            assert time.monotonic() < deadline, "the waiters did not all subscribe"
+            time.sleep(0.05)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_hundred_waiters_share_a_few_redis_connections(daphne):
+    url, process = daphne
+    if not settings.REDIS_URL.startswith("redis://"):
+        pytest.skip("counts Redis connections over TCP (set REDIS_URL)")
+    agent = make_user("agent_007", "agent")
+    requests = [approval_request_create(actor=agent, action=MEDIUM_ACTION) for _ in range(200)]
+    channels = [channel_name(request.pk) for request in requests]
+    headers = bearer(agent)
+
+    async def scenario() -> tuple[int, list[tuple[int, str]]]:
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+            waiters = [
+                asyncio.create_task(client.get(f"/api/v1/approvals/{request.pk}", params={"wait": 30}))
+                for request in requests
+            ]
+            await asyncio.to_thread(wait_until_subscribed, settings.REDIS_URL, channels)
+            held = await asyncio.to_thread(redis_connections_of, process.pid, settings.REDIS_URL)
+            for request in requests:
+                await asyncio.to_thread(approval_cancel, actor=agent, request_id=request.pk, reason="done")
+            answers = await asyncio.gather(*waiters)
+            return held, [(answer.status_code, answer.json()["status"]) for answer in answers]
+
+    held, answers = asyncio.run(scenario())
+    assert answers == [(200, "cancelled")] * 200
+    assert held <= 4  # one connection per waiter would be 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_down_a_waiting_agent_gets_the_decision_within_seconds(hol_env):
+    # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
+    with serving({**hol_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as (url, _):
+        agent = make_user("agent_007", "agent")
+        devops = make_user("carol_devops", "devops_engineer", is_staff=True)
+        request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+        results: dict = {}
+        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=20", bearer(agent), results)
+        time.sleep(1.5)  # the agent is waiting
+        assert not results
+        approval_decide(actor=devops, request_id=request.pk, decision="approve")
+        decided = time.monotonic()
+        thread.join(30)
+    assert results["status"] == 200
+    assert results["body"]["status"] == "approved"
+    assert results["returned"] - decided < 4.0
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own, which the test may stop (SIGSTOP) to make it hang."""
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with closing(redis.Redis.from_url(url)) as client:
+                    client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield url, server
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait(10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_hung_a_waiting_agent_gets_the_decision_within_seconds(hol_env, own_redis):
+    redis_url, redis_server = own_redis
+    with serving({**hol_env, "REDIS_URL": redis_url}) as (url, _):
+        agent = make_user("agent_007", "agent")
+        devops = make_user("carol_devops", "devops_engineer", is_staff=True)
+        request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+        results: dict = {}
+        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent), results)
+        wait_until_subscribed(redis_url, [channel_name(request.pk)])
+        redis_server.send_signal(signal.SIGSTOP)  # connections stay open; nothing answers
+        approval_decide(actor=devops, request_id=request.pk, decision="approve")
+        decided = time.monotonic()
+        thread.join(40)
+    assert results["status"] == 200
+    assert results["body"]["status"] == "approved"
+    assert results["returned"] - decided < 8.0
