@@ -23,12 +23,17 @@ from chat.models import ChatMessage
 from chat.serializers import ChatMessageCreateSerializer, ChatMessageSerializer, WsTicketSerializer
 from hol.api import validated
 from hol.errors import BadRequest, DomainError, NotFound
-from hol.longpoll import authenticate, error_response, method_not_allowed, release_connection, wait_seconds
+from hol.longpoll import (
+    POLL_SECONDS_WITHOUT_REDIS,
+    authenticate,
+    error_response,
+    method_not_allowed,
+    release_connection,
+    wait_seconds,
+)
 from hol.pubsub import shared_subscriber
 from hol.ws_auth import TICKET_SECONDS, ticket_issue
 
-# While Redis is unreachable, a waiting agent re-reads the database this often instead.
-POLL_SECONDS_WITHOUT_REDIS = 2.0
 MAX_PAGE = 500
 
 
