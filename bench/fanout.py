@@ -117,9 +117,13 @@ def main() -> int:
         return 2
     os.environ["DATABASE_URL"] = fresh_database(base_url, args.db_name)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.setdefault("HOL_RUN_WORK_IN_CELERY", "0")  # the bench's tasks are never run
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
     import django
 
+    from hol import datadir
+
+    datadir.prepare()  # the data dir's keys, as manage.py makes them
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.contrib.auth import get_user_model
