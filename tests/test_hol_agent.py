@@ -292,6 +292,22 @@ def test_hook_denies_with_try_again_when_nobody_decides_within_its_wait(agent, t
     http.post(f"/api/v1/approvals/{request['id']}/cancel", json={"reason": "test over"})
 
 
+def test_hook_asked_twice_for_the_same_call_opens_one_request_and_the_retry_after_approval_allows(agent, tech_lead):
+    _, env = agent
+    call = claude_call("Bash", {"command": "make deploy-twice"})
+    for _ in range(2):
+        answer = hook_answer(run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "1"}))
+        assert answer["permissionDecision"] == "deny"
+    mine = [
+        request
+        for request in tech_lead.get("/api/v1/approvals", params={"page_size": 100}).json()["results"]
+        if request["action_details"].get("command") == "make deploy-twice"
+    ]
+    assert len(mine) == 1
+    assert tech_lead.post(f"/api/v1/approvals/{mine[0]['id']}/approve", json={}).status_code == 200
+    assert hook_answer(run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "5"}))["permissionDecision"] == "allow"
+
+
 def pending_where(http: httpx.Client, matches: Callable[[dict], bool]) -> dict:
     deadline = time.monotonic() + 20
     while True:
