@@ -46,7 +46,10 @@ def _ping_celery() -> str:
     from hol.celery import app
 
     try:
-        replies = app.control.inspect(timeout=CELERY_PING_TIMEOUT).ping()
+        # A connection of its own, closed after: nothing of the broadcast outlives the check in
+        # this process (a forked child would inherit it and hang on it).
+        with app.connection_for_write() as conn:
+            replies = app.control.inspect(timeout=CELERY_PING_TIMEOUT, connection=conn).ping()
     except Exception:
         return "unavailable"
     return "ok" if replies else "no_workers"
