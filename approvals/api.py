@@ -95,13 +95,16 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         fresh = selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
         return Response(ApprovalRequestSerializer(fresh.get(pk=request.pk)).data, status=code)
 
-    @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
+    @extend_schema(
+        request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer, 200: ApprovalRequestSerializer}
+    )
     def create(self, request):
         data = validated(ApprovalCreateSerializer, request.data)
         action_fields = {key: data.pop(key) for key in ("action_type", "resource_type", "operation", "environment")}
         action_fields["details"] = data.pop("details")
-        approval = approval_services.approval_request_create(actor=request.user, action=action_fields, **data)
-        return self._render(approval, status.HTTP_201_CREATED)
+        approval, created = approval_services.approval_request_ask(actor=request.user, action=action_fields, **data)
+        # Asking again for the same action returns the open request: 200, not a second one.
+        return self._render(approval, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def _decide(self, request, pk, decision: str) -> Response:
         data = validated(DecisionInputSerializer, request.data)

@@ -15,6 +15,7 @@ from audit.pages import audit_page, audit_verify_now
 from chat.api import ChatMessagesView, WsTicketView, chat_message_reply
 from chat.pages import question_answer
 from hol.auth import ThrottledTokenObtainPairView, admin_login
+from hol.health import healthz, version
 from hol.pages import LoginView, dashboard
 from notifications.api import NotificationViewSet
 from notifications.pages import notification_list, notification_read
@@ -67,4 +68,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz, name="healthz"),
+    path("version", version, name="version"),
 ]

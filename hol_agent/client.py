@@ -165,7 +165,7 @@ class HolClient:
     def ask(self, question: str, *, wait: float = 3600, stage: str = "") -> str | None:
         """Post a question to the task's humans and wait up to `wait` seconds for the answer
         (None if nobody answered in time)."""
-        message = self.event("status", content=question, stage=stage, message_type="request")
+        message = self.event("message", content=question, stage=stage, message_type="request")
         deadline = time.monotonic() + wait
         while True:
             remaining = deadline - time.monotonic()
@@ -178,8 +178,9 @@ class HolClient:
                 query={"wait": int(poll) or 1},
                 timeout=poll + REQUEST_SLACK_SECONDS,
             )
-            if status == 200 and reply:
-                return reply.get("content", "")
+            # The body is {"question_id", "answered", "reply": the answering message or null}.
+            if status == 200 and isinstance(reply, dict) and reply.get("answered") and reply.get("reply"):
+                return str(reply["reply"].get("content", ""))
 
     # --- approvals ---
 

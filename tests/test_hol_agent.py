@@ -136,6 +136,91 @@ def test_complete_of_a_work_order_not_held_exits_1(agent, enqueued):
     assert "404" in result.stderr
 
 
+def stream(http: httpx.Client, task_id: str) -> list[dict]:
+    response = http.get("/api/v1/chat/messages", params={"task": task_id})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_log_streams_a_line_to_the_task(agent, enqueued):
+    http, env = agent
+    _, task_id = enqueued
+    result = hol_agent("log", "compiling shop", "--stage", "editing", env={**env, "HOL_TASK_ID": task_id})
+    assert result.returncode == 0, result.stderr
+    [line] = [m for m in stream(http, task_id) if m["content"] == "compiling shop"]
+    assert (line["event_type"], line["stage"], line["sender_type"]) == ("log", "editing", "worker")
+
+
+def test_event_posts_its_type_and_data_to_the_task(agent, enqueued):
+    http, env = agent
+    _, task_id = enqueued
+    data = '{"passed": 12, "failed": 0}'
+    result = hol_agent("event", "--type", "test_result", "--data", data, env={**env, "HOL_TASK_ID": task_id})
+    assert result.returncode == 0, result.stderr
+    [event] = [m for m in stream(http, task_id) if m["event_type"] == "test_result"]
+    assert event["data"] == {"passed": 12, "failed": 0}
+
+
+def test_event_of_an_unknown_type_is_refused_with_exit_1(agent, enqueued):
+    _, env = agent
+    _, task_id = enqueued
+    result = hol_agent("event", "--type", "rm -rf", env={**env, "HOL_TASK_ID": task_id})
+    assert result.returncode == 1
+
+
+def test_log_to_a_task_the_agent_may_not_see_exits_1(agent, tech_lead, new_task):
+    _, env = agent
+    theirs = tech_lead.post("/api/v1/tasks", json=new_task())
+    assert theirs.status_code == 201, theirs.text
+    result = hol_agent("log", "sneaking in", env={**env, "HOL_TASK_ID": theirs.json()["id"]})
+    assert result.returncode == 1
+    assert "403" in result.stderr
+
+
+def test_ask_waits_for_a_tech_leads_answer_and_prints_it(agent, tech_lead, enqueued):
+    _, env = agent
+    _, task_id = enqueued
+    asking = start_hol_agent("ask", "Which database should the migration target?", env={**env, "HOL_TASK_ID": task_id})
+    deadline = time.monotonic() + 20
+    while not (questions := [m for m in stream(tech_lead, task_id) if m["message_type"] == "request"]):
+        assert time.monotonic() < deadline, "the question never appeared"
+        time.sleep(0.1)
+    answer = {
+        "task_id": task_id,
+        "message_type": "response",
+        "event_type": "message",
+        "content": "staging first",
+        "parent_message_id": questions[0]["id"],
+    }
+    assert tech_lead.post("/api/v1/chat/messages", json=answer).status_code == 201
+    assert asking.wait(timeout=30) == 0, asking.stderr.read()
+    assert asking.stdout.read().strip() == "staging first"
+
+
+def test_ask_exits_3_when_nobody_answers_in_time(agent, enqueued):
+    _, env = agent
+    _, task_id = enqueued
+    result = hol_agent("ask", "anyone?", "--wait", "1", env={**env, "HOL_TASK_ID": task_id})
+    assert result.returncode == 3
+    assert "no answer yet" in result.stderr
+
+
+def test_demo_agent_posts_a_status_event_per_stage(agent, enqueued):
+    http, env = agent
+    _, task_id = enqueued
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "agents" / "demo_agent.py")],
+        env={"PATH": os.environ["PATH"], **env, "HOL_TASK_ID": task_id},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "could not post" not in result.stderr
+    stages = [m["stage"] for m in stream(http, task_id) if m["event_type"] == "status"]
+    assert stages == ["intent_extraction", "planning", "editing", "testing", "verification"]
+
+
 def test_approve_of_a_low_risk_action_is_approved_and_consumed(agent):
     http, env = agent
     result = hol_agent("approve", "--action-type", "file", "--resource-type", "file", "--operation", "read", env=env)
@@ -290,6 +375,22 @@ def test_hook_denies_with_try_again_when_nobody_decides_within_its_wait(agent, t
     request = pending_path_request(tech_lead, "/work/shop/slow.py")
     assert request["status"] == "pending"
     http.post(f"/api/v1/approvals/{request['id']}/cancel", json={"reason": "test over"})
+
+
+def test_hook_asked_twice_for_the_same_call_opens_one_request_and_the_retry_after_approval_allows(agent, tech_lead):
+    _, env = agent
+    call = claude_call("Bash", {"command": "make deploy-twice"})
+    for _ in range(2):
+        answer = hook_answer(run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "1"}))
+        assert answer["permissionDecision"] == "deny"
+    mine = [
+        request
+        for request in tech_lead.get("/api/v1/approvals", params={"page_size": 100}).json()["results"]
+        if request["action_details"].get("command") == "make deploy-twice"
+    ]
+    assert len(mine) == 1
+    assert tech_lead.post(f"/api/v1/approvals/{mine[0]['id']}/approve", json={}).status_code == 200
+    assert hook_answer(run_hook(call, {**env, "HOL_HOOK_WAIT_SECONDS": "5"}))["permissionDecision"] == "allow"
 
 
 def pending_where(http: httpx.Client, matches: Callable[[dict], bool]) -> dict:

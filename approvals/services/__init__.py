@@ -10,7 +10,7 @@ management command and Beat, one module per story:
 
 from approvals.services.notify import channel_name, publish_decided, slack_escape
 from approvals.services.permissions import DECIDE_PERMISSION, ensure_may_decide, ensure_open, resolve_links
-from approvals.services.requests import approval_request_create, risk_assess
+from approvals.services.requests import approval_request_ask, approval_request_create, risk_assess
 from approvals.services.routing import approval_escalate
 from approvals.services.transitions import (
     SYSTEM_ROLE,
@@ -32,6 +32,7 @@ __all__ = [
     "approval_decide",
     "approval_escalate",
     "approval_expire_if_overdue",
+    "approval_request_ask",
     "approval_request_create",
     "approvals_expire_overdue",
     "approvals_warn_expiring",

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
@@ -22,6 +23,7 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import Conflict
+from hol.fetch import get_locked
 from hol.transitions import ensure_transition
 
 User = AbstractBaseUser
@@ -33,7 +35,41 @@ def risk_assess(*, action: dict[str, Any]) -> Assessment:
     return assess(action, current_policy().rules)
 
 
-def approval_request_create(
+def approval_request_create(**kwargs: Any) -> ApprovalRequest:
+    """`approval_request_ask` for callers that need only the request."""
+    return approval_request_ask(**kwargs)[0]
+
+
+def _open_request_for(
+    *, actor: User, links: dict[str, Any], thread_id: str, hash_: str, now: datetime
+) -> ApprovalRequest | None:
+    """The request this work order (or, without one, this agent session, or else this thread of
+    the asker) already has open for the same action: pending and not overdue, or approved and
+    still usable. Its row (work order, session, asker) is locked first, so two identical asks at
+    once queue here and the second finds the first's request instead of opening another."""
+    from tasks.models import AgentSession, WorkOrder
+
+    if links["work_order"] is not None:
+        get_locked(WorkOrder.objects, links["work_order"].pk, what="work order", of=("self",))
+        scope = {"work_order": links["work_order"]}
+    elif links["agent_session"] is not None:
+        get_locked(AgentSession.objects, links["agent_session"].pk, what="agent session", of=("self",))
+        scope = {"agent_session": links["agent_session"], "work_order__isnull": True}
+    elif thread_id:
+        # An agent outside a run names its session by the thread (the Claude Code hook passes
+        # Claude's session id there); the asker's own row is the lock.
+        get_locked(type(actor).objects, actor.pk, what="user")
+        scope = {"thread_id": thread_id, "work_order__isnull": True, "agent_session__isnull": True}
+    else:
+        return None
+    mine = ApprovalRequest.objects.filter(requested_by=actor, action_hash=hash_, **scope)
+    usable = Q(status=Status.PENDING, expires_at__gt=now) | Q(
+        status=Status.APPROVED, consumed_at__isnull=True, consume_by__gt=now
+    )
+    return mine.filter(usable).order_by("-created_at").first()
+
+
+def approval_request_ask(
     *,
     actor: User,
     action: dict[str, Any],
@@ -47,8 +83,12 @@ def approval_request_create(
     action_impact: str = "",
     security_context: dict | None = None,
     now: datetime | None = None,
-) -> ApprovalRequest:
-    """Assess the action and open a request. Low risk with auto_approve is created already
+) -> tuple[ApprovalRequest, bool]:
+    """Assess the action and open a request; returns it and whether it is new. Asking again is
+    idempotent: the same work order (or session) asking for the same action gets its open request
+    back (pending, or approved and not yet used), never a second one for people to decide, so an
+    agent whose wait timed out, or a graph node run again on resume, finds its request. Otherwise
+    a new request. Low risk with auto_approve is created already
     approved by HOL itself; anything else is assigned to the most junior role that may decide it
     (with room, else up the chain) and waits until `timeout_minutes` from now. Linked objects
     must be the actor's own (see `resolve_links`); `session_id` is the agent's session string
@@ -60,6 +100,11 @@ def approval_request_create(
     now = now or timezone.now()
     with transaction.atomic():
         links = resolve_links(actor=actor, task_id=task_id, work_order_id=work_order_id, session_id=session_id)
+        existing = _open_request_for(
+            actor=actor, links=links, thread_id=thread_id or "", hash_=action_hash(action), now=now
+        )
+        if existing is not None:
+            return existing, False
         request = ApprovalRequest(
             workflow_id=workflow_id or "",
             thread_id=thread_id or "",
@@ -107,7 +152,7 @@ def approval_request_create(
             message = f"{describe(request)} was approved automatically"
             notify(request, [actor], kind="approval.decided", message=message, policy=policy)
             publish_on_commit(request)
-            return request
+            return request, True
 
         roles = policy.roles_for_level(request.risk_level)
         if not roles:
@@ -139,4 +184,4 @@ def approval_request_create(
             level="warning" if request.risk_level in ("high", "critical") else "info",
             policy=policy,
         )
-    return request
+    return request, True
