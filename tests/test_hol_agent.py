@@ -341,6 +341,16 @@ def test_hook_leaves_tools_it_does_not_gate_to_claude_code():
     assert hook.stdout.read() == ""
 
 
+def test_hook_denies_when_it_fails_in_a_way_nobody_foresaw():
+    hook = run_hook(
+        claude_call("Bash", {"command": "rm -rf build"}),
+        {"HOL_API_URL": "http://127.0.0.1:9", "HOL_HOOK_WAIT_SECONDS": "not a number"},
+    )
+    answer = hook_answer(hook)
+    assert answer["permissionDecision"] == "deny"
+    assert "HOL hook failed" in answer["permissionDecisionReason"]
+
+
 def test_hook_denies_input_it_cannot_read():
     answer = hook_answer(run_hook("not json", {"HOL_API_URL": "http://127.0.0.1:9"}))
     assert answer["permissionDecision"] == "deny"
