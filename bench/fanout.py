@@ -118,6 +118,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = fresh_database(base_url, args.db_name)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ.setdefault("HOL_RUN_WORK_IN_CELERY", "0")  # the bench's tasks are never run
+    os.environ.setdefault("HOL_ALLOWED_REPO_PREFIXES", "https://github.com/acme/")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
     import django
 
