@@ -41,6 +41,7 @@ from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
     authenticate,
     error_response,
+    extend_lease,
     limited,
     method_not_allowed,
     release_connection,
@@ -238,20 +239,6 @@ def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, _Seen]:
         release_connection()
 
 
-def _extend_lease(actor: Any, worker_id: Any) -> bool:
-    """A heartbeat for the waiting agent's worker, so the work order it waits for is not requeued
-    while a person decides. False once it no longer may (the worker is gone or not the caller's)."""
-    from tasks import services as task_services
-
-    try:
-        task_services.worker_heartbeat(actor=actor, worker_id=worker_id)
-        return True
-    except DomainError:
-        return False
-    finally:
-        release_connection()
-
-
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
     (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. Waiters share the process's one Redis
@@ -282,7 +269,7 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
                 if now >= deadline:
                     break
                 if seen.lease_worker_id is not None and now >= next_heartbeat:
-                    if not await limited(_extend_lease, actor, seen.lease_worker_id):
+                    if not await limited(extend_lease, actor, seen.lease_worker_id):
                         seen.lease_worker_id = None
                     next_heartbeat = now + heartbeat_every
                 # Without Redis nothing will wake us: poll the database instead.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -27,12 +26,16 @@ from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
     authenticate,
     error_response,
+    extend_lease,
+    heartbeat_seconds,
+    limited,
     method_not_allowed,
     release_connection,
     wait_seconds,
 )
 from hol.pubsub import shared_subscriber
 from hol.ws_auth import TICKET_SECONDS, ticket_issue
+from tasks.models import WorkOrder
 
 MAX_PAGE = 500
 
@@ -112,10 +115,22 @@ def _read(actor: Any, question_id: int) -> dict:
         release_connection()
 
 
-def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any, dict]:
+def _lease_worker(actor: Any, question_id: int) -> Any:
+    """The asker's worker when it holds a work order of the question's task: its lease must
+    outlive the wait for a person's answer."""
+    task_id = ChatMessage.objects.filter(pk=question_id).values_list("task_id", flat=True).first()
+    return (
+        WorkOrder.objects.filter(task_id=task_id, status__in=WorkOrder.HELD, worker__user_id=actor.pk)
+        .values_list("worker_id", flat=True)
+        .first()
+    )
+
+
+def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any, dict, Any]:
     try:
         actor = authenticate(request)
-        return actor, _reply_body(actor, question_id)
+        body = _reply_body(actor, question_id)
+        return actor, body, None if body["answered"] else _lease_worker(actor, question_id)
     finally:
         release_connection()
 
@@ -123,34 +138,47 @@ def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any,
 async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
     """The first human answer to a question; with `wait=N`, wait up to N seconds (capped by
     HOL_APPROVAL_WAIT_MAX_SECONDS) for it. Waiters share the process's one Redis subscription;
-    without Redis they re-read the database every few seconds, so they still get their answer."""
+    without Redis they re-read the database every few seconds, so they still get their answer.
+    An asker whose worker holds a work order of the task is heartbeaten while it waits, so its
+    lease outlives the wait for a person."""
     if request.method != "GET":
         return method_not_allowed(request)
     question_id = int(pk)
     try:
         wait = wait_seconds(request.GET.get("wait"))
         if wait <= 0:
-            _, body = await sync_to_async(_authenticate_and_read)(request, question_id)
+            _, body, _ = await limited(_authenticate_and_read, request, question_id)
             return JsonResponse(body, encoder=DjangoJSONEncoder)
         subscriber = shared_subscriber()
         await subscriber.ready(timeout=min(wait, 1.0))
         # Subscribe before the first read, so an answer given in between still wakes us.
         async with subscriber.wait_on(reply_channel(question_id)) as answered:
-            actor, body = await sync_to_async(_authenticate_and_read)(request, question_id)
+            actor, body, lease_worker = await limited(_authenticate_and_read, request, question_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
+            next_heartbeat = loop.time()
             while not body["answered"]:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                now = loop.time()
+                if now >= deadline:
                     break
-                timeout = remaining if subscriber.healthy else min(remaining, POLL_SECONDS_WITHOUT_REDIS)
+                if lease_worker is not None and now >= next_heartbeat:
+                    if not await limited(extend_lease, actor, lease_worker):
+                        lease_worker = None
+                    next_heartbeat = now + heartbeat_seconds()
+                wake_at = deadline
+                if not subscriber.healthy:  # nothing will wake us: read the database instead
+                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+                if lease_worker is not None:
+                    wake_at = min(wake_at, next_heartbeat)
                 try:
-                    await asyncio.wait_for(answered.wait(), timeout=timeout)
+                    await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
                 except TimeoutError:
-                    if subscriber.healthy:
+                    if loop.time() >= deadline:
                         break
+                    if subscriber.healthy and lease_worker is not None:
+                        continue  # woken only to heartbeat; nothing new to read
                 answered.clear()
-                body = await sync_to_async(_read)(actor, question_id)
+                body = await limited(_read, actor, question_id)
     except DomainError as exc:
         return error_response(exc)
     return JsonResponse(body, encoder=DjangoJSONEncoder)

@@ -39,6 +39,26 @@ async def limited(func: Callable[..., T], *args: Any) -> T:
         return await sync_to_async(func)(*args)
 
 
+def extend_lease(actor: Any, worker_id: Any) -> bool:
+    """A heartbeat for a waiting agent's worker, so the work order it holds is not requeued while
+    a person decides or answers. False once it no longer may (the worker is gone or not the
+    caller's)."""
+    from tasks import services as task_services
+
+    try:
+        task_services.worker_heartbeat(actor=actor, worker_id=worker_id)
+        return True
+    except DomainError:
+        return False
+    finally:
+        release_connection()
+
+
+def heartbeat_seconds() -> float:
+    """How often a wait heartbeats the waiting agent's worker (HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS)."""
+    return float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
+
+
 def release_connection() -> None:
     # Waiting agents must not pin database connections between reads; inside an outer
     # transaction (the test suite's), the connection is not ours to close.

@@ -4,10 +4,12 @@ answer; people answer; notifications are listed and marked read; WebSocket ticke
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from audit.models import AuditEntry
 from chat.models import ChatMessage
@@ -16,6 +18,7 @@ from hol.actors import SYSTEM
 from hol.ws_auth import _ticket_key
 from notifications.models import Notification
 from notifications.services import notification_create
+from tasks.models import WorkOrder
 from tests.factories import client_for, make_user
 
 
@@ -220,3 +223,17 @@ def test_a_ticket_needs_authentication(client):
 def test_hol_itself_posts_as_system(task_of_007):
     message = chat_message_post(actor=SYSTEM, task_id=task_of_007["id"], content="HOL started the run")
     assert (message.sender_type, message.sender) == ("system", None)
+
+
+def test_waiting_for_an_answer_keeps_the_lease_of_the_askers_work_order(as_agent_007, task_of_007, settings):
+    worker_id = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+    as_agent_007.post("/api/v1/queue/enqueue", {"task_id": task_of_007["id"]}, format="json")
+    work_order_id = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_id}, format="json").json()["id"]
+    question = post(as_agent_007, task_of_007, message_type="request", content="Which database?").json()
+    almost_lapsed = timezone.now() + timedelta(seconds=1)
+    WorkOrder.objects.filter(pk=work_order_id).update(lease_expires_at=almost_lapsed)
+    settings.HOL_LEASE_SECONDS = 60
+    settings.HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS = 0.5
+    response = as_agent_007.get(f"/api/v1/chat/messages/{question['id']}/reply", {"wait": 1.5})
+    assert response.json()["answered"] is False
+    assert WorkOrder.objects.get(pk=work_order_id).lease_expires_at >= almost_lapsed + timedelta(seconds=59)
