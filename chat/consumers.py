@@ -27,6 +27,13 @@ REPLAY_PAGES = 10
 
 class TaskStreamConsumer(AuthenticatedConsumer):
     group: str | None = None
+    stored_before_accept = 0
+
+    async def before_accept(self) -> None:
+        # The socket joins the task's group only after it is accepted: without `?after=`, what is
+        # stored from this moment on is replayed after joining, so nothing falls in between.
+        task_id = self.scope["url_route"]["kwargs"]["task_id"]
+        self.stored_before_accept = await database_sync_to_async(selectors.last_message_id)(task_id=task_id)
 
     async def admit(self) -> None:
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
@@ -37,8 +44,7 @@ class TaskStreamConsumer(AuthenticatedConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.sent: set[int] = set()
         raw_after = parse_qs(self.scope.get("query_string", b"").decode()).get("after", [""])[0]
-        if raw_after.isdigit():
-            await self.replay(int(raw_after))
+        await self.replay(int(raw_after) if raw_after.isdigit() else self.stored_before_accept)
 
     async def replay(self, after: int) -> None:
         """Send what was stored after `after`, at most REPLAY_PAGES pages; a client that is further

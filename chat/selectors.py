@@ -17,6 +17,17 @@ def messages_after(*, task_id: UUID, after_id: int = 0, limit: int = 500) -> Que
     return ChatMessage.objects.filter(task_id=task_id, id__gt=after_id).order_by("id")[:limit]
 
 
+def last_message_id(*, task_id: Any) -> int:
+    """The id of the task's newest message (0 when none, or when the id is malformed: nothing to
+    skip)."""
+    try:
+        pk = UUID(str(task_id))
+    except ValueError:
+        return 0
+    last = ChatMessage.objects.filter(task_id=pk).order_by("-id").values_list("id", flat=True).first()
+    return last or 0
+
+
 def reply_to(*, question_id: int) -> ChatMessage | None:
     """The first human answer to a question, if any."""
     return (

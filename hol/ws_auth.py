@@ -112,10 +112,13 @@ class AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered_subprotocols(self.scope) else None
+        user = self.scope.get("user")
+        signed_in = user is not None and user.is_authenticated and user.is_active
+        if signed_in:
+            await self.before_accept()
         # Accept first: a close before accepting turns into an HTTP 403 and loses the close code.
         await self.accept(subprotocol=subprotocol)
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
+        if not signed_in:
             await self.close(code=self.UNAUTHENTICATED)
             return
         self.user = user
@@ -125,6 +128,9 @@ class AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=self.NOT_FOUND)
         except PermissionDenied:
             await self.close(code=self.FORBIDDEN)
+
+    async def before_accept(self) -> None:
+        """What a subclass must note before the client may think itself connected."""
 
     async def admit(self) -> None:
         raise NotImplementedError

@@ -140,9 +140,8 @@ def test_a_person_receives_a_message_posted_after_connecting(task, agent, bob):
     headers = session_headers(bob)
 
     async def scenario():
-        # `after` makes the subscription race-free: the socket is accepted before it joins the
-        # task's group, and what is stored in between comes with the replay.
-        comm = communicator(f"/ws/tasks/{task.pk}/?after=0", headers=headers)
+        # No `after`: what is stored between the accept and joining the group still arrives.
+        comm = communicator(f"/ws/tasks/{task.pk}/", headers=headers)
         assert (await comm.connect())[0]
         await off_loop(
             lambda: chat_message_post(actor=agent, task_id=task.pk, content="<b>tests pass</b>", event_type="log")
