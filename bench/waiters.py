@@ -1,0 +1,247 @@
+"""Many agents long-polling on their own approval requests through daphne (a benchmark, not a test).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \
+        .venv/bin/python -m bench.waiters [--agents 1000] [--web-processes 1] [--database hol_bench_waiters]
+
+creates its own database (dropped and recreated), migrates it, starts daphne, opens one request per
+agent, then:
+
+  (a) waiting   every agent waits on its request with GET /api/v1/approvals/{id}?wait=120; while they
+                wait, the Redis connections of each daphne process (CLIENT LIST matched to the
+                process's sockets) and the added RSS (VmRSS) are read; then the agents cancel their
+                requests one after another (POST .../cancel); latency = the waiting agent's answer
+                minus the moment the cancelling POST answered;
+  (b) alone     fresh requests are cancelled the same way with nobody waiting.
+
+The last line printed is one JSON object with p50_ms, p99_ms, redis_clients_waiting (the most of any
+process), rss_mb_added, web_processes and ops_ratio (cancels/s with waiters / without).
+Goal: p99 ≤ 50 ms, ops_ratio ≥ 0.8, Redis connections ≤ 4 per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import threading
+import time
+from contextlib import closing, suppress
+from pathlib import Path
+
+import httpx
+
+from bench._common import fresh_database
+
+DB_NAME = "hol_bench_waiters"
+ACTION = {"action_type": "file", "operation": "write", "environment": "dev"}
+WAIT_SECONDS = 120
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def redis_connections_of(pid: int, redis_url: str) -> int:
+    """Connections Redis's CLIENT LIST shows from process `pid` (matched by the TCP ports the
+    process holds, read from /proc)."""
+    import redis
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    local_ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # 01: established
+                local_ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    with closing(redis.Redis.from_url(redis_url)) as client:
+        return sum(int(entry["addr"].rsplit(":", 1)[1]) in local_ports for entry in client.client_list())
+
+
+def setup_agents(count: int) -> list:
+    """`count` agent accounts in two bulk inserts, sharing one precomputed password hash."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import Group
+
+    User = get_user_model()
+    password = make_password(None)  # unusable: the agents use tokens
+    User.objects.bulk_create([User(username=f"bench_agent_{i}", password=password) for i in range(count)])
+    accounts = list(User.objects.filter(username__startswith="bench_agent_").order_by("pk"))
+    group = Group.objects.get_or_create(name="agent")[0]
+    User.groups.through.objects.bulk_create([User.groups.through(user_id=u.pk, group_id=group.pk) for u in accounts])
+    return accounts
+
+
+def open_requests(accounts: list) -> list[str]:
+    from approvals.services import approval_request_create
+
+    return [str(approval_request_create(actor=account, action=ACTION).pk) for account in accounts]
+
+
+def token(user) -> str:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    return str(RefreshToken.for_user(user).access_token)
+
+
+def cancel_one_by_one(base: str, tokens: list[str], ids: list[str], decided: dict[str, float]) -> float:
+    """Each agent cancels its own request, one after another; returns the seconds the run took."""
+    started = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for agent_token, request_id in zip(tokens, ids, strict=True):
+            response = client.post(
+                f"/api/v1/approvals/{request_id}/cancel",
+                json={"reason": "bench"},
+                headers={"Authorization": f"Bearer {agent_token}"},
+            )
+            decided[request_id] = time.perf_counter()
+            if response.status_code != 200:
+                raise RuntimeError(f"cancel answered {response.status_code}: {response.text[:200]}")
+    return time.perf_counter() - started
+
+
+async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list[int], redis_url: str) -> dict:
+    returned: dict[str, float] = {}
+    rss_before = sum(rss_mb(pid) for pid in pids)
+    limits = httpx.Limits(max_connections=len(ids) + 10, max_keepalive_connections=len(ids) + 10)
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS + 30, limits=limits) as client:
+
+        async def wait(agent_token: str, request_id: str) -> None:
+            response = await client.get(
+                f"/api/v1/approvals/{request_id}",
+                params={"wait": WAIT_SECONDS},
+                headers={"Authorization": f"Bearer {agent_token}"},
+            )
+            returned[request_id] = time.perf_counter()
+            if response.status_code != 200 or response.json()["status"] != "cancelled":
+                raise RuntimeError(f"wait answered {response.status_code}: {response.text[:200]}")
+
+        waiters = [asyncio.create_task(wait(t, i)) for t, i in zip(tokens, ids, strict=True)]
+        # every waiter has connected and read its row once the server holds that many sockets open
+        await asyncio.sleep(max(2.0, len(ids) / 100))
+        if returned:
+            raise RuntimeError("an agent returned before any decision")
+        redis_clients = [redis_connections_of(pid, redis_url) for pid in pids]
+        rss_waiting = sum(rss_mb(pid) for pid in pids)
+        decided: dict[str, float] = {}
+        outcome: dict[str, float] = {}
+        canceller = threading.Thread(
+            target=lambda: outcome.setdefault("seconds", cancel_one_by_one(base, tokens, ids, decided))
+        )
+        canceller.start()
+        await asyncio.gather(*waiters)
+        await asyncio.to_thread(canceller.join)
+    return {
+        "latencies": [returned[i] - decided[i] for i in ids],
+        "redis_clients": redis_clients,
+        "rss_mb_added": rss_waiting - rss_before,
+        "seconds": outcome["seconds"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--web-processes", type=int, default=1)
+    parser.add_argument("--database", default=DB_NAME)
+    args = parser.parse_args()
+
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith("postgres"):
+        log("set DATABASE_URL to a PostgreSQL server (any database; the bench makes its own)")
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, 2 * args.agents + 256))  # one socket per waiter, plus the usual
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # daphne inherits it too
+    os.environ["DATABASE_URL"] = fresh_database(base_url, args.database)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.setdefault("HOL_RUN_WORK_IN_CELERY", "0")
+    os.environ.setdefault("HOL_APPROVAL_RATE_PER_MINUTE", "100000")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
+    import django
+
+    from hol import datadir
+
+    datadir.prepare()  # the data dir's keys, as manage.py makes them
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from django.conf import settings
+    from django.db import connections
+
+    from hol.launcher import listening_socket, start_daphne, stop_all
+
+    log(f"{args.agents} agents")
+    accounts = setup_agents(args.agents)
+    tokens = [token(account) for account in accounts]
+    waited_ids = open_requests(accounts)
+    alone_ids = open_requests(accounts)
+    connections.close_all()
+
+    sock = listening_socket("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    processes = start_daphne(sock, args.web_processes, env=dict(os.environ), quiet=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/api/v1/approvals/{alone_ids[0]}", headers={"Authorization": f"Bearer {tokens[0]}"})
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("daphne did not start") from None
+                time.sleep(0.1)
+        pids = [process.pid for process in processes]
+        log("waiting: every agent long-polls, then each cancels its request in turn")
+        waiting = asyncio.run(waiting_round(base, tokens, waited_ids, pids, settings.REDIS_URL))
+        log("alone: the same cancels with nobody waiting")
+        alone_seconds = cancel_one_by_one(base, tokens, alone_ids, {})
+    finally:
+        stop_all(processes)
+        sock.close()
+
+    latencies_ms = [value * 1000 for value in waiting["latencies"]]
+    with_waiters = args.agents / waiting["seconds"]
+    without = args.agents / alone_seconds
+    result = {
+        "bench": "waiters",
+        "agents": args.agents,
+        "web_processes": args.web_processes,
+        "p50_ms": round(percentile(latencies_ms, 50), 2),
+        "p99_ms": round(percentile(latencies_ms, 99), 2),
+        "max_ms": round(max(latencies_ms), 2),
+        "redis_clients_waiting": max(waiting["redis_clients"]),
+        "redis_clients_per_process": waiting["redis_clients"],
+        "rss_mb_added": round(waiting["rss_mb_added"], 1),
+        "decisions_per_s_waiting": round(with_waiters, 1),
+        "decisions_per_s_alone": round(without, 1),
+        "ops_ratio": round(with_waiters / without, 3),
+    }
+    result["goal_met"] = result["p99_ms"] <= 50 and result["ops_ratio"] >= 0.8 and result["redis_clients_waiting"] <= 4
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
