@@ -257,6 +257,13 @@ def carry_out(work_order_id: UUID) -> float | None:
         now = timezone.now()
         if work_order.status in WorkOrder.HELD:
             if work_order.lease_expires_at and work_order.lease_expires_at > now:
+                # Its holder runs it (another process may have taken it as its best work). This
+                # process takes whatever else waits meanwhile, or an order whose own message
+                # that holder consumed would idle until the holder is free.
+                other = task_services.work_order_claim(actor=identity.account, worker_id=identity.worker_id)
+                if other is not None:
+                    run_claimed(identity, WorkOrder.objects.select_related("task").get(pk=other.pk))
+                    continue
                 return min((work_order.lease_expires_at - now).total_seconds() + 0.5, 60.0)
             task_services.work_orders_requeue_lapsed(now=now)
             continue
