@@ -112,16 +112,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def embedded_redis_server():
-    """On the embedded defaults the tests use HOL's own Redis: started here unless already running,
-    and stopped at the end by whoever started it (as `./bin/hol run` does on Ctrl-C)."""
-    from django.conf import settings
-
+    """On the embedded defaults the tests use HOL's own Redis: started here unless already running.
+    The run stops it at its end when it was not running before (hol/pytest_plugin.py)."""
     from hol import embedded_redis
 
-    started = embedded_redis.start_if_embedded()
-    yield
-    if started:
-        embedded_redis.stop(settings.HOL_REDIS_SOCKET)
+    embedded_redis.start_if_embedded()
 
 
 @pytest.fixture(autouse=True)
