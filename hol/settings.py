@@ -115,6 +115,10 @@ else:
             "NAME": HOL_DATA_DIR / "db.sqlite3",
             # IMMEDIATE makes concurrent writers (claims) queue for the lock instead of failing.
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+            # The tests' database is a file too, not Django's shared-cache memory database: there a
+            # reader meets a concurrent writer's table lock as an error ("database table is
+            # locked") where the real file in WAL mode lets it read.
+            "TEST": {"NAME": str(HOL_DATA_DIR / "test.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
