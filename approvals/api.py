@@ -79,6 +79,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalFilter
+    run_token_actions = ("list", "create", "cancel", "consume")
 
     def get_queryset(self):
         return selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
@@ -151,6 +152,8 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class RiskAssessView(APIView):
     """Assess an action without creating a request. Query parameters: action_type, resource_type,
     operation, environment, details (a JSON object); any other parameter becomes a detail."""
+
+    run_token_actions = ("get",)
 
     @extend_schema(
         parameters=[

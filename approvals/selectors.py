@@ -6,19 +6,26 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from approvals.models import ApprovalRequest
 from hol.actors import is_agent, is_system
 from hol.errors import NotFound
 from hol.fetch import parse_uuid
+from hol.run_scope import run_scope
 
 
 def approvals_visible_to(*, actor: Any) -> QuerySet[ApprovalRequest]:
-    """An agent account sees the requests it made; people and HOL itself see all."""
+    """An agent account sees the requests it made (a run's token: those of its task); people
+    and HOL itself see all."""
     qs = ApprovalRequest.objects.select_related("requested_by", "assigned_to", "approver")
-    return qs.filter(requested_by=actor) if is_agent(actor) else qs
+    if not is_agent(actor):
+        return qs
+    scope = run_scope(actor)
+    if scope is not None:
+        qs = qs.filter(Q(task_id=scope.task_id) | Q(work_order_id=scope.work_order_id))
+    return qs.filter(requested_by=actor)
 
 
 def approval_get(*, actor: Any, request_id: UUID | str) -> ApprovalRequest:

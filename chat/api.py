@@ -43,6 +43,8 @@ MAX_PAGE = 500
 class ChatMessagesView(APIView):
     """A task's chat and event stream: read (`?task=<id>&after=<message id>&limit=`) and post."""
 
+    run_token_actions = ("get", "post")
+
     @extend_schema(
         parameters=[
             OpenApiParameter("task", str, required=True, description="the task's id"),
@@ -83,6 +85,8 @@ class ChatMessagesView(APIView):
 
 class WsTicketView(APIView):
     """Exchange the caller's credentials for a one-time WebSocket ticket (30 s, single use)."""
+
+    run_token_actions = ("post",)
 
     @extend_schema(request=None, responses={201: WsTicketSerializer})
     def post(self, request):

@@ -9,6 +9,7 @@ from approvals.policy import current_policy
 from chat.models import ChatMessage
 from hol.actors import is_agent, is_system
 from hol.errors import NotFound, PermissionDenied
+from hol.run_scope import ensure_task_in_scope
 from tasks.models import Task, WorkOrder
 
 
@@ -57,6 +58,7 @@ def task_for_stream(*, actor: Any, task_id: Any) -> Task:
     if actor is None or not actor.is_authenticated or not actor.is_active:
         raise PermissionDenied("sign in to see this task")
     if is_agent(actor):
+        ensure_task_in_scope(actor, task.pk)
         if task.created_by_id == actor.pk or WorkOrder.objects.filter(task=task, worker__user=actor).exists():
             return task
         raise PermissionDenied("agents see only their own tasks")

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
+from hol.run_scope import RunScopedJWTAuthentication
 
 # How often a waiter re-reads the database while the shared Redis subscription is down.
 POLL_SECONDS_WITHOUT_REDIS = 2.0
@@ -69,7 +69,7 @@ def release_connection() -> None:
 def authenticate(request: HttpRequest) -> Any:
     """The API's JWT, or the session of a signed-in person; Unauthenticated (401) otherwise."""
     try:
-        result = JWTAuthentication().authenticate(request)
+        result = RunScopedJWTAuthentication().authenticate(request)
     except drf_exceptions.AuthenticationFailed as exc:
         detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
         raise Unauthenticated(

@@ -192,10 +192,13 @@ AXES_VERBOSE = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "hol.run_scope.RunScopedJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "hol.run_scope.RunTokenPermission",
+    ],
     # JSON only (no NUL characters, bounded nesting), forms for the browsable docs' logins.
     "DEFAULT_PARSER_CLASSES": [
         "hol.api.StorableJSONParser",

@@ -22,11 +22,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from hol.errors import NotFound, PermissionDenied
 from hol.pubsub import redis_client
+from hol.run_scope import RunScope, RunScopedJWTAuthentication, run_scope, scope_user
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,12 @@ def _ticket_key(ticket: str) -> str:
 
 
 def ticket_issue(*, user: Any) -> str:
-    """A random single-use ticket standing for `user` for TICKET_SECONDS."""
+    """A random single-use ticket standing for `user` (and the run its token is limited to) for
+    TICKET_SECONDS."""
     ticket = secrets.token_urlsafe(32)
-    redis_client().set(_ticket_key(ticket), str(user.pk), ex=TICKET_SECONDS)
+    scope = run_scope(user)
+    value = f"{user.pk} {scope.encode()}" if scope is not None else str(user.pk)
+    redis_client().set(_ticket_key(ticket), value, ex=TICKET_SECONDS)
     return ticket
 
 
@@ -60,13 +63,15 @@ async def _ticket_redeem(ticket: str) -> str | None:
 
 
 @database_sync_to_async
-def _active_user(user_id: str) -> Any:
-    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+def _ticket_user(value: str) -> Any:
+    user_id, _, scope = value.partition(" ")
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return scope_user(user, RunScope.decode(scope) if scope else None) if user is not None else None
 
 
 @database_sync_to_async
 def _user_from_jwt(raw: str) -> Any:
-    auth = JWTAuthentication()
+    auth = RunScopedJWTAuthentication()
     try:
         return auth.get_user(auth.get_validated_token(raw.encode()))
     except (InvalidToken, TokenError, KeyError):
@@ -96,8 +101,8 @@ class AgentAuthMiddleware:
                 if tokens:
                     user = await _user_from_jwt(tokens[0])
                 elif ticket:
-                    user_id = await _ticket_redeem(ticket)
-                    user = await _active_user(user_id) if user_id else None
+                    value = await _ticket_redeem(ticket)
+                    user = await _ticket_user(value) if value else None
                 scope = {**scope, "user": user or AnonymousUser()}
         return await self.inner(scope, receive, send)
 

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from chat.broadcast import DASHBOARD_GROUP
 from hol.dashboard import dashboard_snapshot
 from hol.errors import PermissionDenied
+from hol.run_scope import run_scope
 from hol.ws_auth import AuthenticatedConsumer
 from notifications.broadcast import user_group
 from notifications.selectors import unread_count
@@ -26,6 +27,8 @@ class NotificationConsumer(AuthenticatedConsumer):
     group: str | None = None
 
     async def admit(self) -> None:
+        if run_scope(self.user) is not None:
+            raise PermissionDenied("a run's token has no notifications")
         self.group = user_group(self.user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         unread = await database_sync_to_async(unread_count)(user=self.user)
@@ -45,7 +48,7 @@ class DashboardConsumer(AuthenticatedConsumer):
 
     async def admit(self) -> None:
         # The dashboard shows every task's activity: only those who may read every task see it.
-        if not await database_sync_to_async(sees_every_task)(self.user):
+        if run_scope(self.user) is not None or not await database_sync_to_async(sees_every_task)(self.user):
             raise PermissionDenied("the dashboard is for people with a role")
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         self.joined = True

@@ -43,6 +43,7 @@ class TaskFilter(django_filters.FilterSet):
 
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskSerializer
+    run_token_actions = ("list", "retrieve")
     filterset_class = TaskFilter
 
     def get_queryset(self):
@@ -69,6 +70,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
 class WorkerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = WorkerSerializer
+    run_token_actions = ("heartbeat",)
     filterset_fields = ["status"]
 
     def get_queryset(self):
@@ -97,6 +99,8 @@ class WorkerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
 class QueueViewSet(viewsets.ViewSet):
     """The work queue: enqueue, atomic claim, complete, fail, status."""
+
+    run_token_actions = ("complete", "fail")
 
     @extend_schema(request=EnqueueSerializer, responses={201: WorkOrderBriefSerializer})
     @action(detail=False, methods=["post"])
@@ -148,6 +152,7 @@ class QueueViewSet(viewsets.ViewSet):
 
 class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = SessionSerializer
+    run_token_actions = ("list", "create", "retrieve", "destroy", "heartbeat")
     filterset_fields = ["status", "worker", "task"]
     lookup_value_regex = "[^/]+"
 

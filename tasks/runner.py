@@ -22,6 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.models import ChatMessage
 from chat.services import chat_message_post
+from hol import run_scope
 from hol.errors import DomainError
 from hol.redact import redact
 from tasks import services as task_services
@@ -64,12 +65,11 @@ def celery_identity() -> CeleryIdentity:
 
 
 def agent_token(account: Any, *, work_order: WorkOrder, lifetime_seconds: float) -> str:
-    """A token for the agent, valid for the length of its run. It names its work order and task
-    in its claims; the API does not yet restrict it to them (it acts as the service account)."""
+    """A token for the agent, valid for the length of its run and limited to its task and work
+    order (see hol.run_scope): the service account behind it holds other runs' work too."""
     token = AccessToken.for_user(account)
     token.set_exp(lifetime=timedelta(seconds=lifetime_seconds))
-    token["work_order_id"] = str(work_order.pk)
-    token["task_id"] = str(work_order.task_id)
+    token[run_scope.CLAIM] = run_scope.RunScope(task_id=work_order.task_id, work_order_id=work_order.pk).as_claim()
     return str(token)
 
 

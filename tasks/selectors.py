@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from approvals.policy import current_policy
 from hol.actors import AGENT_GROUP, is_agent, is_system
 from hol.errors import NotFound
+from hol.run_scope import run_scope
 from tasks.models import RANK_PRIORITY, AgentSession, Execution, Task, Worker, WorkOrder
 
 
@@ -50,6 +51,9 @@ def tasks_visible_to(*, actor: Any) -> QuerySet[Task]:
         return qs.none()
     if not is_agent(actor):
         return qs.filter(created_by=actor)
+    scope = run_scope(actor)
+    if scope is not None:
+        qs = qs.filter(pk=scope.task_id)
     holds = WorkOrder.objects.filter(task=OuterRef("pk"), worker__user=actor)
     held = Execution.objects.filter(task=OuterRef("pk"), worker__user=actor)
     return qs.filter(Q(created_by=actor) | Exists(holds) | Exists(held))

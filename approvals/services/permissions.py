@@ -15,6 +15,7 @@ from approvals.models import ApprovalRequest
 from approvals.policy import Policy
 from hol.actors import is_agent, is_system
 from hol.errors import BadRequest, Conflict, PermissionDenied
+from hol.run_scope import ensure_task_in_scope, ensure_work_order_in_scope, run_scope
 
 User = AbstractBaseUser
 Status = ApprovalRequest.Status
@@ -107,6 +108,9 @@ def resolve_links(*, actor: User, task_id: Any, work_order_id: Any, session_id: 
     attach its request to another agent's work, nor borrow it to hide whose request it is."""
     from tasks.models import Task, WorkOrder
 
+    scope = run_scope(actor)
+    if scope is not None and task_id in (None, "") and work_order_id in (None, ""):
+        work_order_id = scope.work_order_id  # a run's request belongs to its work order
     task = _find(Task, task_id, "task") if task_id not in (None, "") else None
     work_order = _find(WorkOrder, work_order_id, "work order") if work_order_id not in (None, "") else None
     session = _find_session(session_id) if session_id not in (None, "") else None
@@ -120,6 +124,13 @@ def resolve_links(*, actor: User, task_id: Any, work_order_id: Any, session_id: 
         holds_work = WorkOrder.objects.filter(task=task, worker__user=actor, status__in=WorkOrder.HELD).exists()
         if task.created_by_id != actor.pk and not holds_work:
             raise PermissionDenied("you may only link a task you submitted or work on", code="not_your_task")
+    if scope is not None:
+        if task is not None:
+            ensure_task_in_scope(actor, task.pk)
+        if work_order is not None:
+            ensure_work_order_in_scope(actor, work_order.pk)
+        if session is not None:
+            ensure_task_in_scope(actor, session.task_id)
     if task is not None and work_order is not None and work_order.task_id != task.pk:
         raise BadRequest("the work order belongs to another task", code="links_disagree")
     return {"task": task, "work_order": work_order, "agent_session": session}

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from hol.actors import is_agent, is_system
 from hol.errors import Conflict, PermissionDenied
+from hol.run_scope import OUT_OF_SCOPE, ensure_work_order_in_scope, run_scope
 from tasks.models import Task, Worker, WorkOrder
 
 User = AbstractBaseUser
@@ -26,9 +27,13 @@ def is_operator(actor: User, permission: str) -> bool:
 
 
 def ensure_worker_owner(actor: User, worker: Worker) -> None:
-    """Only the agent account a worker belongs to may act as that worker."""
+    """Only the agent account a worker belongs to may act as that worker; a run's token only as
+    the worker holding its work order."""
     if not is_system(actor) and worker.user_id != actor.pk:
         raise PermissionDenied("this worker belongs to another account")
+    scope = run_scope(actor)
+    if scope is not None and not WorkOrder.objects.filter(pk=scope.work_order_id, worker_id=worker.pk).exists():
+        raise PermissionDenied("this run's token acts only as the worker running it", code=OUT_OF_SCOPE)
 
 
 def ensure_worker_owner_or_operator(actor: User, worker: Worker, *, permission: str) -> None:
@@ -50,6 +55,7 @@ def ensure_can_manage_task(actor: User, task: Task) -> None:
 
 def ensure_holder(actor: User, work_order: WorkOrder) -> None:
     """Only the worker holding a work order may finish it: 403 for others, 409 if nobody holds it."""
+    ensure_work_order_in_scope(actor, work_order.pk)
     if work_order.worker is not None:
         ensure_worker_owner(actor, work_order.worker)
     if work_order.status not in WorkOrder.HELD:

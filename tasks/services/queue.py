@@ -24,6 +24,7 @@ from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import Conflict, NotFound
 from hol.fetch import get_locked, parse_uuid
+from hol.run_scope import ensure_work_order_in_scope
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
 from tasks.services.dispatch import run_dispatch_on_commit
@@ -225,6 +226,7 @@ def work_order_complete(
     """The holder finishes its work order: the order, its execution and its task complete, and
     the worker goes idle when it holds nothing more."""
     work_order_id = parse_uuid(work_order_id, what="work order")
+    ensure_work_order_in_scope(actor, work_order_id)
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         return complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)

@@ -19,6 +19,7 @@ from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hol.fetch import get_locked
+from hol.run_scope import run_scope
 from hol.transitions import ensure_transition
 from tasks.intake import byte_size
 from tasks.models import AgentSession, Task, Worker
@@ -38,6 +39,9 @@ def session_create(*, actor: User, session_id: str, worker_id: UUID, task_id: UU
     would let its termination reason reach that task's assignee)."""
     worker = get_locked(Worker.objects, worker_id, what="worker", lock=False)
     ensure_worker_owner(actor, worker)
+    scope = run_scope(actor)
+    if scope is not None and not task_id:
+        task_id = scope.task_id  # a run's session is its task's
     task = None
     if task_id:
         task = get_locked(Task.objects, task_id, what="task", lock=False)
