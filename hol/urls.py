@@ -19,7 +19,7 @@ from hol.health import healthz, version
 from hol.pages import LoginView, dashboard
 from notifications.api import NotificationViewSet
 from notifications.pages import notification_list, notification_read
-from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
+from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet, queue_claim
 from tasks.pages import task_cancel, task_detail, task_list
 
 router = DefaultRouter()
@@ -45,6 +45,7 @@ urlpatterns = [
     path("api/v1/auth/token/verify", TokenVerifyView.as_view(), name="token-verify"),
     # An async view (the long-poll must hold no thread while it waits), ahead of the router.
     re_path(r"^api/v1/approvals/(?P<pk>[0-9a-fA-F-]{32,36})/?$", approval_detail, name="approval-detail"),
+    re_path(r"^api/v1/queue/claim/?$", queue_claim, name="queue-claim"),
     path("api/v1/risk/assess", RiskAssessView.as_view(), name="risk-assess"),
     # --- chat, live channels and pages ---
     re_path(r"^api/v1/chat/messages/?$", ChatMessagesView.as_view(), name="chat-messages"),

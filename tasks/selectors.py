@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -120,3 +121,13 @@ def queue_status(*, completed: bool = True) -> dict[str, Any]:
         "failed": by_status.get(WorkOrder.Status.FAILED, 0),
         "workers": workers,
     }
+
+
+def next_available_at(*, now: datetime) -> datetime | None:
+    """When the soonest backed-off work order becomes claimable; None when none is waiting."""
+    return (
+        WorkOrder.objects.filter(status=WorkOrder.Status.QUEUED, available_at__gt=now)
+        .order_by("available_at")
+        .values_list("available_at", flat=True)
+        .first()
+    )

@@ -130,6 +130,12 @@ class EnqueueSerializer(serializers.Serializer):
 
 class ClaimSerializer(serializers.Serializer):
     worker_id = serializers.UUIDField()
+    wait = serializers.FloatField(
+        required=False,
+        default=0,
+        min_value=0,
+        help_text="seconds to wait for work when the queue is empty (capped by HOL_APPROVAL_WAIT_MAX_SECONDS)",
+    )
 
 
 class CompleteSerializer(serializers.Serializer):

@@ -122,7 +122,7 @@ def test_a_run_token_may_not_call_what_a_run_does_not_need(runs, method, path):
 def test_the_accounts_own_token_is_not_limited(runs):
     """The limit comes from the claim, not the account: a plain token of the account (which HOL
     never hands out: the account has no password) reaches both runs."""
-    account, _, mine, theirs = runs
+    account, _, _, theirs = runs
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(account)}")
     assert client.get(f"/api/v1/tasks/{theirs.task_id}").status_code == 200

@@ -27,7 +27,7 @@ from hol.fetch import get_locked, parse_uuid
 from hol.run_scope import ensure_work_order_in_scope
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
-from tasks.services.dispatch import run_dispatch_on_commit
+from tasks.services.dispatch import queue_wake_on_commit, run_dispatch_on_commit
 from tasks.services.notify import _tell_task_owner
 from tasks.services.permissions import ensure_can_manage_task, ensure_worker_owner
 from tasks.services.queue_functions import (
@@ -132,6 +132,7 @@ def _enqueue(*, actor: User, task: Task, priority: str | None, max_retries: int 
         details={"priority": work_order.priority_name, "max_retries": work_order.max_retries},
     )
     run_dispatch_on_commit(work_order_id=work_order.pk)
+    queue_wake_on_commit()
     return work_order
 
 
@@ -290,6 +291,7 @@ def _requeue_or_fail(
             update_fields=["status", "worker", "retry_count", "available_at", "last_error", "lease_expires_at"]
         )
         _set_task_status(task_id=work_order.task_id, status=Task.Status.QUEUED, from_statuses=RUNNING_TASK, now=now)
+        queue_wake_on_commit()
         action = AuditAction.WORK_ORDER_REQUEUED
         details = {
             "retry_count": work_order.retry_count,
