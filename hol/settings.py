@@ -166,6 +166,8 @@ HOL_BEAT_SCHEDULE = {
     "tasks.tasks.terminate_stale_sessions": env_int("HOL_BEAT_SESSIONS_SECONDS", 60),
     # Seals audit entries a crashed process left pending, then signs the chain head.
     "audit.tasks.record_checkpoint": env_int("HOL_BEAT_AUDIT_CHECKPOINT_SECONDS", 60),
+    # Walks the whole chain (seconds for a million entries); the audit page shows the latest run.
+    "audit.tasks.verify_chain": env_int("HOL_BEAT_AUDIT_VERIFY_SECONDS", 3600),
     # Pending approvals past expires_at become expired; approvers hear of ones about to expire.
     "approvals.tasks.expire_overdue_approvals": env_int("HOL_BEAT_APPROVALS_EXPIRE_SECONDS", 30),
     "approvals.tasks.warn_expiring_approvals": env_int("HOL_BEAT_APPROVALS_WARN_SECONDS", 60),

@@ -8,8 +8,11 @@ import pytest
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
+from audit.models import AuditVerification
+from audit.tasks import VERIFY_LOCK_KEY, verify_chain
 from chat.models import ChatMessage
 from chat.services import chat_message_post
+from hol.pubsub import redis_client
 from notifications.models import Notification
 from notifications.services import notification_create
 from tasks.models import Task, WorkOrder
@@ -195,8 +198,27 @@ def test_the_audit_page_is_for_staff_only(client, db):
     assert client.get("/audit/").status_code == 403
 
 
-def test_the_audit_verify_button_shows_the_result(bob_client, task):
+def test_the_audit_verify_button_runs_in_a_worker_and_shows_the_result(bob_client, task, celery_eager):
     bob_client.post("/audit/verify")
     content = bob_client.get("/audit/").content.decode()
     assert "chain intact" in content
     assert "by bob_tech_lead" in content
+    assert AuditVerification.objects.get().run_by == "bob_tech_lead"
+    assert not redis_client().exists(VERIFY_LOCK_KEY)
+
+
+def test_a_second_click_while_a_verification_runs_starts_nothing(bob_client, task, celery_eager):
+    redis_client().set(VERIFY_LOCK_KEY, "carol_devops", ex=60)
+    try:
+        page = bob_client.post("/audit/verify", follow=True).content.decode()
+    finally:
+        redis_client().delete(VERIFY_LOCK_KEY)
+    assert "already running" in page
+    assert not AuditVerification.objects.exists()
+
+
+def test_the_audit_page_shows_beats_latest_verification(bob_client, task):
+    verify_chain()
+    content = bob_client.get("/audit/").content.decode()
+    assert "chain intact" in content
+    assert "by Beat" in content
