@@ -46,9 +46,13 @@ def daphne_command(fd: int, *, proxy_headers: bool, quiet: bool) -> list[str]:
 
 
 def start_daphne(sock: socket.socket, processes: int, *, env: dict | None = None, quiet: bool = False) -> list:
-    """Start `processes` daphne servers sharing `sock`; each is its own process group."""
+    """Start `processes` daphne servers sharing `sock`; each is its own process group. Web
+    processes never fork, so they pool their database connections (see HOL_DB_POOL in settings)
+    unless the environment says otherwise."""
     fd = sock.fileno()
-    command = daphne_command(fd, proxy_headers=trusts_proxy(env if env is not None else os.environ), quiet=quiet)
+    env = dict(os.environ if env is None else env)
+    env.setdefault("HOL_DB_POOL", "1")
+    command = daphne_command(fd, proxy_headers=trusts_proxy(env), quiet=quiet)
     return [
         subprocess.Popen(command, cwd=ROOT, pass_fds=(fd,), env=env, start_new_session=True) for _ in range(processes)
     ]
@@ -177,10 +181,8 @@ def run(argv: list[str]) -> int:
     manage("install_schedule")
 
     sock = listening_socket(args.host, args.port)
-    # Web processes never fork, so they may pool database connections (see HOL_DB_POOL in
-    # settings); the Celery worker forks its children and keeps per-process connections.
-    web_env = {**os.environ, "HOL_DB_POOL": os.environ.get("HOL_DB_POOL", "1")}
-    children = [(f"daphne {n + 1}", proc) for n, proc in enumerate(start_daphne(sock, args.web_processes, env=web_env))]
+    # The Celery worker forks its children and keeps per-process connections; daphnes pool theirs.
+    children = [(f"daphne {n + 1}", proc) for n, proc in enumerate(start_daphne(sock, args.web_processes))]
     for name, command in (
         ("celery worker", celery_command("worker", "-c", str(args.worker_concurrency))),
         ("celery beat", celery_command("beat")),

@@ -30,6 +30,7 @@ DEMO_AGENT = ROOT / "agents" / "demo_agent.py"
 MAX_LINE_CHARS = 8 * 1024
 FLUSH_SECONDS = 0.25  # lines are handed on in batches at most this old
 PR_SET_PDEATHSIG = 1
+EOF = ("", None)  # what a reader thread puts on the queue when its pipe closes
 
 
 @dataclass
@@ -85,6 +86,7 @@ def _pump(stream: Any, name: str, lines: queue.Queue) -> None:
     for raw in iter(stream.readline, b""):
         lines.put((name, raw.decode("utf-8", "replace").rstrip("\r\n")[:MAX_LINE_CHARS]))
     stream.close()
+    lines.put(EOF)
 
 
 def _exit_reason(code: int) -> str:
@@ -145,13 +147,26 @@ def run_agent(
     ended, reason = "exited", ""
     next_poll = started + poll_seconds
     last_flush = started
+    open_streams = len(readers)
     while process.poll() is None:
         now = time.monotonic()
         timeout = max(0.01, min(next_poll, deadline, last_flush + FLUSH_SECONDS) - now)
-        with contextlib.suppress(queue.Empty):
-            pending.append(lines.get(timeout=timeout))
-            while len(pending) < 500:
-                pending.append(lines.get_nowait())
+        if open_streams:
+            with contextlib.suppress(queue.Empty):
+                item = lines.get(timeout=timeout)
+                while True:
+                    if item is EOF:
+                        open_streams -= 1
+                    else:
+                        pending.append(item)
+                    if len(pending) >= 500 or not open_streams:
+                        break
+                    item = lines.get_nowait()
+        else:
+            # Both pipes closed: the agent is exiting, so wait on the process itself and notice
+            # its end at once instead of at the next batch.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=timeout)
         now = time.monotonic()
         if now - last_flush >= FLUSH_SECONDS:
             flush()
@@ -170,9 +185,11 @@ def run_agent(
         reader.join(timeout=5)
     while True:
         try:
-            pending.append(lines.get_nowait())
+            item = lines.get_nowait()
         except queue.Empty:
             break
+        if item is not EOF:
+            pending.append(item)
     flush()
     exit_code = process.returncode
     if ended == "exited" and exit_code != 0:
