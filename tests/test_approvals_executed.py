@@ -41,3 +41,11 @@ def test_a_flag_without_a_task_is_audited_and_told_to_the_role_without_a_stream_
     assert (entry.target_id, entry.actor, entry.task_id) == (str(executed.pk), "agent_007", None)
     assert Notification.objects.get(kind="approval.bypassed").user == bob_tech_lead
     assert not ChatMessage.objects.filter(event_type="unapproved_action").exists()
+
+
+def test_operators_see_flagged_runs_in_the_admin(admin_client, agent_007):
+    report(agent_007)
+    response = admin_client.get("/admin/approvals/executedaction/", {"flagged__exact": "1"})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    assert b"/x" in response.content
