@@ -77,6 +77,17 @@ class ApprovalRequestThrottle(UserRateThrottle):
         return f"{int(getattr(settings, 'HOL_APPROVAL_RATE_PER_MINUTE', 30))}/min"
 
 
+class ExecutedReportThrottle(UserRateThrottle):
+    """Reports of executed actions per account and minute: room for an agent's busiest minute of
+    tool calls, but a loop cannot flood the people a flag notifies. Over it: 429."""
+
+    scope = "approval_executed"
+    rate = "120/min"
+
+    def get_rate(self) -> str:
+        return self.rate
+
+
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Approval requests an agent makes before a risky action, and the decisions on them."""
 
@@ -88,7 +99,11 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_throttles(self):
         throttles = super().get_throttles()
-        return [*throttles, ApprovalRequestThrottle()] if self.action == "create" else throttles
+        if self.action == "create":
+            return [*throttles, ApprovalRequestThrottle()]
+        if self.action == "executed":
+            return [*throttles, ExecutedReportThrottle()]
+        return throttles
 
     def list(self, request, *args, **kwargs):
         # Overdue pending requests read as expired (and become so) before they are shown.

@@ -49,3 +49,15 @@ def test_operators_see_flagged_runs_in_the_admin(admin_client, agent_007):
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
     assert b"/x" in response.content
+
+
+def test_reports_beyond_the_rate_are_refused_with_429(as_agent_007, monkeypatch):
+    from approvals.api import ExecutedReportThrottle
+
+    monkeypatch.setattr(ExecutedReportThrottle, "rate", "2/min")
+    body = {"action_type": "file", "operation": "read", "details": {"path": "/x"}}
+    codes = [
+        as_agent_007.post("/api/v1/approvals/executed", {**body, "tool_use_id": f"t{n}"}, format="json").status_code
+        for n in range(3)
+    ]
+    assert codes == [200, 200, 429]
