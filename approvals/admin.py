@@ -17,15 +17,17 @@ from django.utils.text import Truncator
 from approvals import services as approval_services
 from approvals.admin_page import RequestPageDecisions
 from approvals.forms import JustificationForm, ReasonForm
-from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.models import ApprovalDecision, ApprovalRequest, ExecutedAction
 from approvals.policy import current_policy
 from approvals.selectors import approvals_decidable_by
+from approvals.services.executions import shown
 from approvals.wording import (
     pretty_json,
     progress_in_words,
     time_left_in_words,
 )
 from hol.actors import is_agent
+from hol.admin import ReadOnlyAdmin
 from hol.errors import DomainError
 
 SUMMARY_MAX_CHARS = 40
@@ -331,3 +333,18 @@ class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
                 actor=request.user, request_id=obj.pk, justification=why
             ),
         )
+
+
+@admin.register(ExecutedAction)
+class ExecutedActionAdmin(ReadOnlyAdmin):
+    """What agents reported they ran; `flagged` rows ran without an approval that covered them."""
+
+    list_display = ("reported_at", "reported_by", "tool_name", "what", "risk_level", "flagged", "approval", "task")
+    list_filter = ("flagged", "risk_level", "outcome", "tool_name")
+    search_fields = ("tool_use_id", "thread_id", "reported_by__username", "task__title")
+    list_select_related = ("reported_by", "task")
+    date_hierarchy = "reported_at"
+
+    @admin.display(description="command or file")
+    def what(self, obj: ExecutedAction) -> str:
+        return Truncator(shown(obj)).chars(80)

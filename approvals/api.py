@@ -26,6 +26,7 @@ from approvals import selectors
 from approvals import services as approval_services
 from approvals.models import ApprovalRequest
 from approvals.policy import current_policy
+from approvals.risk import action_hash
 from approvals.serializers import (
     ActionSerializer,
     ApprovalCreateSerializer,
@@ -33,6 +34,8 @@ from approvals.serializers import (
     AssessmentSerializer,
     CancelInputSerializer,
     DecisionInputSerializer,
+    ExecutedActionSerializer,
+    ExecutedReportSerializer,
 )
 from approvals.services import channel_name
 from hol.api import validated
@@ -74,6 +77,17 @@ class ApprovalRequestThrottle(UserRateThrottle):
         return f"{int(getattr(settings, 'HOL_APPROVAL_RATE_PER_MINUTE', 30))}/min"
 
 
+class ExecutedReportThrottle(UserRateThrottle):
+    """Reports of executed actions per account and minute: room for an agent's busiest minute of
+    tool calls, but a loop cannot flood the people a flag notifies. Over it: 429."""
+
+    scope = "approval_executed"
+    rate = "120/min"
+
+    def get_rate(self) -> str:
+        return self.rate
+
+
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Approval requests an agent makes before a risky action, and the decisions on them."""
 
@@ -86,7 +100,11 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_throttles(self):
         throttles = super().get_throttles()
-        return [*throttles, ApprovalRequestThrottle()] if self.action == "create" else throttles
+        if self.action == "create":
+            return [*throttles, ApprovalRequestThrottle()]
+        if self.action == "executed":
+            return [*throttles, ExecutedReportThrottle()]
+        return throttles
 
     def list(self, request, *args, **kwargs):
         # Overdue pending requests read as expired (and become so) before they are shown.
@@ -147,6 +165,35 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = validated(ActionSerializer, request.data)
         approval = approval_services.approval_consume(actor=request.user, request_id=pk, action=data)
         return self._render(approval)
+
+    @extend_schema(
+        request=ExecutedReportSerializer, responses={201: ExecutedActionSerializer, 200: ExecutedActionSerializer}
+    )
+    @action(detail=False, methods=["post"])
+    def executed(self, request):
+        """An agent reports an action it ran (Claude Code's PostToolUse hook). A risky action no
+        consumed approval covered is flagged; 201 for a newly kept report, 200 for an action that
+        needs no approval or a tool use reported before."""
+        data = validated(ExecutedReportSerializer, request.data)
+        action_fields = {key: data.pop(key) for key in ("action_type", "resource_type", "operation", "environment")}
+        action_fields["details"] = data.pop("details")
+        executed, created, assessment = approval_services.approval_execution_report(
+            actor=request.user, action=action_fields, **data
+        )
+        body = {
+            "id": executed.pk if executed else None,
+            "tool_use_id": data["tool_use_id"],
+            "risky": executed is not None,
+            "flagged": bool(executed and executed.flagged),
+            "risk_level": executed.risk_level if executed else assessment.risk_level,
+            "action_hash": executed.action_hash if executed else action_hash(action_fields),
+            "approval": executed.approval_id if executed else None,
+            "task": executed.task_id if executed else None,
+            "reported_at": executed.reported_at if executed else None,
+        }
+        return Response(
+            ExecutedActionSerializer(body).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class RiskAssessView(APIView):

@@ -123,3 +123,50 @@ class ApprovalDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver} {self.decision}d {self.request_id}"
+
+
+class ExecutedAction(models.Model):
+    """A risky action an agent reports it actually ran (Claude Code's PostToolUse hook), matched
+    to the consumed approval that covered it, or flagged because none did. Actions the rules let
+    run without approval are not kept."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    tool_use_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=100, blank=True, default="")
+    thread_id = models.CharField(max_length=200, blank=True, default="")
+    task = models.ForeignKey(
+        "tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="executed_actions"
+    )
+    work_order = models.ForeignKey(
+        "tasks.WorkOrder", null=True, blank=True, on_delete=models.SET_NULL, related_name="executed_actions"
+    )
+    agent_session = models.ForeignKey(
+        "tasks.AgentSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="executed_actions"
+    )
+    action_type = models.CharField(max_length=100)
+    resource_type = models.CharField(max_length=100, blank=True, default="")
+    operation = models.CharField(max_length=100, blank=True, default="")
+    environment = models.CharField(max_length=100, blank=True, default="")
+    action_details = models.JSONField(default=dict, blank=True)
+    action_hash = models.CharField(max_length=64)
+    risk_level = models.CharField(max_length=10, choices=RiskLevel.choices)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.SUCCEEDED)
+    # One approval covers one execution: a second run of the same action needs its own approval.
+    approval = models.OneToOneField(
+        ApprovalRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="execution"
+    )
+    flagged = models.BooleanField(default=False)  # ran without an approval that covered it
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-reported_at"]
+        constraints = [models.UniqueConstraint(fields=["reported_by", "tool_use_id"], name="one_report_per_tool_use")]
+        indexes = [models.Index(fields=["task", "flagged"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name or self.action_type} {self.tool_use_id} ({'flagged' if self.flagged else 'approved'})"

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from approvals.models import ApprovalDecision, ApprovalRequest, RiskLevel
+from approvals.models import ApprovalDecision, ApprovalRequest, ExecutedAction, RiskLevel
 
 MAX_JSON_BYTES = 256 * 1024  # JSON detail fields ≤ 256 KiB
 
@@ -128,3 +128,37 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
             "rejection_reason", "decisions", "created_at", "updated_at", "decided_at", "consume_by", "consumed_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class ExecutedReportSerializer(ActionSerializer):
+    """An action an agent ran, as its PostToolUse hook reports it: the same action the PreToolUse
+    hook asked approval for, plus the tool call's id and how it ended (never its output)."""
+
+    tool_use_id = serializers.CharField(
+        max_length=200, help_text="Claude Code's id of the tool call; reports are idempotent per id."
+    )
+    tool_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    outcome = serializers.ChoiceField(choices=ExecutedAction.Outcome.choices, default=ExecutedAction.Outcome.SUCCEEDED)
+    thread_id = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The agent's session id (Claude Code's).",
+    )
+    task_id = serializers.UUIDField(required=False, allow_null=True)
+    work_order_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class ExecutedActionSerializer(serializers.Serializer):
+    """The answer to a report: whether the action needed approval, and whether it was flagged."""
+
+    id = serializers.UUIDField(allow_null=True)
+    tool_use_id = serializers.CharField()
+    risky = serializers.BooleanField(help_text="the rules say this action needs approval")
+    flagged = serializers.BooleanField(help_text="it ran without an approval that covered it")
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    action_hash = serializers.CharField()
+    approval = serializers.UUIDField(allow_null=True, help_text="the consumed approval that covered it")
+    task = serializers.UUIDField(allow_null=True)
+    reported_at = serializers.DateTimeField(allow_null=True)

@@ -42,6 +42,8 @@ class AuditAction(StrEnum):
     APPROVAL_EXPIRED = "approval.expired"
     APPROVAL_EXPIRY_WARNED = "approval.expiry_warned"
     APPROVAL_CONSUMED = "approval.consumed"
+    APPROVAL_EXECUTED = "approval.executed"
+    APPROVAL_BYPASSED = "approval.bypassed"
 
     CHAT_MESSAGE_POSTED = "chat.message_posted"
 

@@ -30,6 +30,8 @@ class ChatMessage(models.Model):
         APPROVAL_REQUEST = "approval_request"
         SUMMARY = "summary"
         MESSAGE = "message"
+        # HOL's own flag: a risky action ran without an approval that covered it.
+        UNAPPROVED_ACTION = "unapproved_action"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="messages")
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

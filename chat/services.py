@@ -52,6 +52,9 @@ def chat_message_post(
         sender_type = ChatMessage.SenderType.WORKER if is_agent(actor) else ChatMessage.SenderType.HUMAN
     if message_type == ChatMessage.MessageType.RESPONSE and sender_type != ChatMessage.SenderType.HUMAN:
         raise PermissionDenied("only a person answers a question", code="answers_are_human")
+    if event_type == ChatMessage.EventType.UNAPPROVED_ACTION and sender_type != ChatMessage.SenderType.SYSTEM:
+        # The red flag on the task page must mean HOL saw it, never that someone typed it.
+        raise PermissionDenied("only HOL flags unapproved actions", code="reserved_event_type")
     with transaction.atomic():
         task = task_for_stream(actor=actor, task_id=task_id)
         parent = None

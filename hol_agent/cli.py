@@ -139,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     approve.add_argument("--impact", default="")
     approve.add_argument("--wait", type=float, default=3600, help="seconds to wait for a decision")
     command("hook", None, "Claude Code PreToolUse hook: JSON call on stdin, decision on stdout")
+    command("post-hook", None, "Claude Code PostToolUse hook: reports the call that ran to HOL; always exits 0")
     return root
 
 
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         from hol_agent.claude_hook import main as hook_main
 
         return hook_main()
+    if args.command == "post-hook":
+        # The action already ran: the report never fails the call (exit 0, a line on stderr).
+        from hol_agent.claude_post_hook import main as post_hook_main
+
+        return post_hook_main()
     try:
         client = HolClient()
         return args.handler(client, args)

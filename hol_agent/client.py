@@ -232,6 +232,30 @@ class HolClient:
             return ApprovalOutcome(False, "not_consumed", request, error.message)
         return ApprovalOutcome(True, "approved", request)
 
+    def report_executed(
+        self,
+        *,
+        action: dict[str, Any],
+        tool_use_id: str,
+        tool_name: str = "",
+        outcome: str = "succeeded",
+        thread_id: str = "",
+    ) -> dict:
+        """Tell HOL an action ran (`action` as `approve` takes it). The answer says whether the
+        action needed approval (`risky`) and whether it ran without one (`flagged`)."""
+        body: dict[str, Any] = {
+            **action,
+            "tool_use_id": tool_use_id,
+            "tool_name": tool_name,
+            "outcome": outcome,
+            "thread_id": thread_id,
+        }
+        if self.task_id:
+            body["task_id"] = self.task_id
+        if self.work_order_id:
+            body["work_order_id"] = self.work_order_id
+        return self.request("POST", "/api/v1/approvals/executed", body)[1]
+
 
 def _parse(raw: bytes) -> Any:
     if not raw:

@@ -33,6 +33,7 @@ from tasks.models import Priority, Task
 from tasks.services.permissions import ensure_can_manage_task
 
 STREAM_SHOWN = 300
+UNAPPROVED_SHOWN = 10
 
 # Which form field each of the intake gate's codes is about, so the error shows next to it.
 FIELD_OF_CODE = {
@@ -181,6 +182,12 @@ def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
             "decidable": decidable,
             "may_cancel": may_cancel,
             "may_answer": not is_agent(request.user),
+            # Risky actions that ran without approval head the page, however far back they are.
+            "unapproved": list(
+                ChatMessage.objects.filter(task=task, event_type=ChatMessage.EventType.UNAPPROVED_ACTION).order_by(
+                    "-id"
+                )[:UNAPPROVED_SHOWN]
+            ),
         },
     )
 

@@ -5,9 +5,11 @@ management command and Beat, one module per story:
 - `transitions`: the status table; decide, cancel, consume, expire (on read and by Beat), warn;
 - `permissions`: who may decide a request, and what a request may link to;
 - `routing`: assignment, escalation, and the object permissions of who may decide;
-- `notify`: in-app notifications, email and webhook (via Celery), waking waiting agents.
+- `notify`: in-app notifications, email and webhook (via Celery), waking waiting agents;
+- `executions`: what agents report they ran, matched to the approvals they used, or flagged.
 """
 
+from approvals.services.executions import approval_execution_report
 from approvals.services.notify import channel_name, publish_decided, slack_escape
 from approvals.services.permissions import DECIDE_PERMISSION, ensure_may_decide, ensure_open, resolve_links
 from approvals.services.requests import approval_request_ask, approval_request_create, risk_assess
@@ -31,6 +33,7 @@ __all__ = [
     "approval_consume",
     "approval_decide",
     "approval_escalate",
+    "approval_execution_report",
     "approval_expire_if_overdue",
     "approval_request_ask",
     "approval_request_create",

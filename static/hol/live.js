@@ -111,6 +111,7 @@
     li.appendChild(meta);
     if (m.content) { li.appendChild(el("div", "body", m.content)); }
     var data = m.data || {};
+    if (m.event_type === "unapproved_action" && data.what) { li.appendChild(el("pre", "flagged", data.what)); }
     if (m.event_type === "code_change" && data.diff) { li.appendChild(diffBlock(data.diff)); }
     if (m.event_type === "test_result") {
       if (Array.isArray(data.tests)) { li.appendChild(testsTable(data.tests)); }
