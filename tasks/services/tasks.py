@@ -15,7 +15,7 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import actor_label, actor_type
 from hol.errors import BadRequest
-from hol.fetch import get_locked
+from hol.fetch import get_locked, parse_uuid
 from hol.transitions import ensure_transition
 from tasks.callbacks import check_callback_url
 from tasks.intake import apply_aliases, check_intake, check_sizes
@@ -136,6 +136,7 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
     """Edit title, description, priority; the only status a caller may set is `cancelled`,
     which also cancels the task's active work orders. Who may: see ensure_can_manage_task."""
     check_sizes(changes, fields=("description",))
+    task_id = parse_uuid(task_id, what="task")
     with transaction.atomic():
         intake_approval = _lock_pending_intake_approval(task_id)
         task = get_locked(Task.objects, task_id, what="task")
