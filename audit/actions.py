@@ -10,6 +10,9 @@ class AuditAction(StrEnum):
     TASK_CREATED = "task.created"
     TASK_UPDATED = "task.updated"
     TASK_CANCELLED = "task.cancelled"
+    TASK_APPROVED = "task.approved"
+    TASK_CALLBACK_SENT = "task.callback_sent"
+    TASK_CALLBACK_FAILED = "task.callback_failed"
 
     WORK_ORDER_ENQUEUED = "work_order.enqueued"
     WORK_ORDER_CLAIMED = "work_order.claimed"

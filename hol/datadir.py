@@ -16,6 +16,7 @@ from pathlib import Path
 
 SECRET_KEY_FILE = "secret-key"  # noqa: S105 - a file name, not a key
 CHECKPOINT_KEY_FILE = "audit-checkpoint-key"
+CALLBACK_SECRET_FILE = "callback-secret"  # noqa: S105 - a file name, not a secret
 DEMO_ACCOUNTS_FILE = "demo-accounts.json"
 
 
@@ -67,7 +68,11 @@ def prepare(data_dir: Path | None = None) -> Path:
         if path.is_file() and path.stat().st_mode & 0o077:
             path.chmod(0o600)
     (data_dir / "static").mkdir(mode=0o700, exist_ok=True)
-    for variable, name in (("HOL_SECRET_KEY", SECRET_KEY_FILE), ("HOL_AUDIT_CHECKPOINT_KEY", CHECKPOINT_KEY_FILE)):
+    for variable, name in (
+        ("HOL_SECRET_KEY", SECRET_KEY_FILE),
+        ("HOL_AUDIT_CHECKPOINT_KEY", CHECKPOINT_KEY_FILE),
+        ("HOL_CALLBACK_SECRET", CALLBACK_SECRET_FILE),
+    ):
         if not os.environ.get(variable) and read_secret(data_dir, name) is None:
             write_private(data_dir / name, secrets.token_urlsafe(50), replace=False)
     return data_dir

@@ -278,6 +278,17 @@ HOL_APPROVAL_EXPIRY_WARNING_SECONDS = env_int("HOL_APPROVAL_EXPIRY_WARNING_SECON
 # `webhook` (empty: none), and how long one POST may take.
 HOL_APPROVAL_WEBHOOK_URL = os.environ.get("HOL_APPROVAL_WEBHOOK_URL", "")
 HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 3))
+# Task callbacks (a task's callback_url, POSTed once the task is final): plain http, and addresses
+# inside the network (private, loopback, link-local), only for hosts named here (comma-separated).
+HOL_CALLBACK_ALLOWED_HOSTS = [host.lower() for host in env_list("HOL_CALLBACK_ALLOWED_HOSTS")]
+# Attempts per callback (connection errors and 5xx are retried with back-off: base * 2**n seconds),
+# and how long one POST may take.
+HOL_CALLBACK_MAX_ATTEMPTS = env_int("HOL_CALLBACK_MAX_ATTEMPTS", 4)
+HOL_CALLBACK_BACKOFF_SECONDS = float(os.environ.get("HOL_CALLBACK_BACKOFF_SECONDS", 5))
+HOL_CALLBACK_TIMEOUT_SECONDS = float(os.environ.get("HOL_CALLBACK_TIMEOUT_SECONDS", 5))
+# Signs every callback body (X-HOL-Signature, HMAC-SHA256): HOL_CALLBACK_SECRET, else a random key
+# made once per data dir. Receivers hold the same value to verify.
+HOL_CALLBACK_SECRET = env_secret("HOL_CALLBACK_SECRET", HOL_DATA_DIR, datadir.CALLBACK_SECRET_FILE)
 # Approval requests one account may make per minute (429 with Retry-After beyond).
 HOL_APPROVAL_RATE_PER_MINUTE = env_int("HOL_APPROVAL_RATE_PER_MINUTE", 30)
 # How often an agent long-polling an approval linked to its work order heartbeats its worker.

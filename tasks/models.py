@@ -32,11 +32,15 @@ class Task(models.Model):
         OPS = "ops"
 
     class Status(models.TextChoices):
+        # High or critical risk at intake: waits for its approval request before it is queued.
+        APPROVAL_PENDING = "approval_pending"
         QUEUED = "queued"
         IN_PROGRESS = "in_progress"
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"
+
+    FINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)
@@ -63,6 +67,14 @@ class Task(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # The approval request intake opened for a high or critical task; only its decision moves
+    # the task out of approval_pending (other requests linked to the task never do).
+    intake_approval = models.ForeignKey(
+        "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Where HOL POSTs the task's outcome once it is final (empty: nowhere). Checked at intake and
+    # again at send time (tasks/callbacks.py).
+    callback_url = models.CharField(max_length=2048, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -121,7 +121,12 @@ def task_list(request: HttpRequest) -> HttpResponse:
                 field = FIELD_OF_CODE.get(exc.code)
                 form.add_error(field, f"{exc.message} ({exc.code})")
             else:
-                messages.success(request, "Task created" + (" and queued." if form.cleaned_data["enqueue"] else "."))
+                if task.status == Task.Status.APPROVAL_PENDING:
+                    messages.success(request, "Task created; it is queued once its approval request is approved.")
+                else:
+                    messages.success(
+                        request, "Task created" + (" and queued." if form.cleaned_data["enqueue"] else ".")
+                    )
                 return redirect("page-task", pk=task.pk)
     filters = TaskFilterForm(request.GET)
     size = settings.HOL_PAGE_SIZE
@@ -163,7 +168,7 @@ def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
     decidable = set(approvals_decidable_by(actor=request.user).filter(task=task).values_list("pk", flat=True))
     try:
         ensure_can_manage_task(request.user, task)
-        may_cancel = task.status in (Task.Status.QUEUED, Task.Status.IN_PROGRESS)
+        may_cancel = task.status in (Task.Status.APPROVAL_PENDING, Task.Status.QUEUED, Task.Status.IN_PROGRESS)
     except DomainError:
         may_cancel = False
     return render(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from approvals.serializers import ActionSerializer
+from tasks.callbacks import MAX_URL_LENGTH
 from tasks.intake import apply_aliases
 from tasks.models import AgentSession, Execution, Priority, Task, Worker, WorkOrder
 from tasks.services.sessions import MAX_REASON_BYTES
@@ -23,13 +25,14 @@ class TaskSerializer(serializers.ModelSerializer):
     target = TargetSerializer(source="*", read_only=True)
     constraints = ConstraintsSerializer(source="*", read_only=True)
     assigned_to = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approval_request = serializers.PrimaryKeyRelatedField(source="intake_approval", read_only=True)
 
     class Meta:
         model = Task
         fields = [
             "id", "title", "objective", "description", "task_type", "operation", "priority", "status",
             "requested_by", "assigned_to", "target", "constraints", "inputs", "metadata", "tags",
-            "idempotency_key", "created_at", "updated_at", "completed_at",
+            "idempotency_key", "approval_request", "callback_url", "created_at", "updated_at", "completed_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -68,6 +71,18 @@ class TaskCreateSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
     enqueue = serializers.BooleanField(required=False, default=False, help_text="also put it on the queue")
+    action = ActionSerializer(
+        required=False,
+        help_text="the riskiest action the task will take; high or critical risk makes the task wait "
+        "(approval_pending) for an approval request",
+    )
+    callback_url = serializers.CharField(
+        max_length=MAX_URL_LENGTH,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="https URL HOL POSTs the signed outcome to once the task is final",
+    )
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):

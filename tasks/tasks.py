@@ -55,3 +55,12 @@ def requeue_lapsed_work() -> dict[str, int]:
 def terminate_stale_sessions() -> int:
     """The session keep-alive policy: idle or too old sessions are terminated."""
     return task_services.sessions_terminate_stale()
+
+
+@shared_task(name="tasks.tasks.send_task_callback", ignore_result=True)
+def send_task_callback(task_id: str, status: str, attempt: int = 1) -> None:
+    """POST a final task's outcome to its callback_url; retried with back-off while the service
+    says so. Dispatched on commit by the change that made the task final."""
+    retry_in = task_services.task_callback_send(task_id=task_id, status=status, attempt=attempt)
+    if retry_in is not None:
+        send_task_callback.apply_async((task_id, status, attempt + 1), countdown=retry_in)

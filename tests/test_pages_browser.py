@@ -150,6 +150,33 @@ def test_approving_from_the_inbox_answers_the_agent(person, agent):
     assert agent.get(f"/api/v1/approvals/{request_id}").json()["status"] == "approved"
 
 
+def test_a_high_risk_task_waits_on_its_page_until_approved_in_the_inbox(person, agent, shots):
+    task = agent.post(
+        "/api/v1/tasks",
+        json={
+            "title": "Deploy the shop to production",
+            "objective": "Roll out 1.4",
+            "target": {"repo": "https://github.com/acme/shop"},
+            "action": {"action_type": "deployment", "operation": "deploy", "environment": "production"},
+        },
+    )
+    assert task.status_code == 201, task.text
+    task_id, request_id = task.json()["id"], task.json()["approval_request"]
+    person.goto(f"/tasks/{task_id}/")
+    assert person.locator("#task-status").inner_text() == "Approval Pending"
+    person.screenshot(path=str(shots / "task-approval-pending.png"), full_page=True)
+    person.goto("/approvals/")
+    card = person.locator(f"#approval-{request_id}")
+    assert "high risk" in card.inner_text()
+    assert "Deploy the shop to production" in card.inner_text()
+    card.locator("textarea").fill("Release checklist done")
+    card.locator("button.approve").click()
+    person.wait_for_url(re.compile(r"/approvals/$"))
+    person.goto(f"/tasks/{task_id}/")
+    assert person.locator("#task-status").inner_text() == "Queued"
+    assert agent.get(f"/api/v1/tasks/{task_id}").json()["status"] == "queued"
+
+
 def test_agent_html_renders_as_text_and_never_runs(person, agent):
     task = agent.post(
         "/api/v1/tasks",

@@ -207,8 +207,8 @@ def start_worker(transactional_db, agent_scripts, tmp_path_factory):
     celery_app.control.purge()  # messages left by earlier runs name work orders that are gone
     processes: list[subprocess.Popen] = []
 
-    def start(*, agent_command: str | None = default_command) -> subprocess.Popen:
-        worker_env = dict(env)
+    def start(*, agent_command: str | None = default_command, extra_env: dict | None = None) -> subprocess.Popen:
+        worker_env = {**env, **(extra_env or {})}
         if agent_command is not None:
             worker_env["HOL_AGENT_COMMAND"] = agent_command
         log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"

@@ -41,6 +41,15 @@ TRANSITIONS = {
 WHAT = "approval request"
 
 
+def _settle_linked_task(request: ApprovalRequest) -> None:
+    """A task waiting at intake for this request is queued or cancelled by the same transaction
+    that decided it (tasks.services decides whether this request is that task's)."""
+    if request.task_id is not None:
+        from tasks.services import task_intake_approval_settled
+
+        task_intake_approval_settled(request=request)
+
+
 def approval_decide(
     *,
     actor: User,
@@ -102,18 +111,25 @@ def approval_decide(
         else:
             message = f"{describe(request)} was {request.status} by {actor.get_username()}"
             notify(request, [request.requested_by], kind="approval.decided", message=message, policy=policy)
+            _settle_linked_task(request)
         publish_on_commit(request)
     return request
 
 
 def approval_cancel(
-    *, actor: User, request_id: UUID | str, reason: str = "", now: datetime | None = None
+    *,
+    actor: User,
+    request_id: UUID | str,
+    reason: str = "",
+    now: datetime | None = None,
+    skip_permission_checks: bool = False,
 ) -> ApprovalRequest:
-    """The requester withdraws a pending request."""
+    """The requester withdraws a pending request. `skip_permission_checks` is for the tasks
+    service withdrawing the request of a task someone allowed to manage it cancelled."""
     policy = current_policy()
     with transaction.atomic():
         request = get_locked(ApprovalRequest.objects, request_id, what=WHAT)
-        if request.requested_by_id != actor.pk:
+        if not skip_permission_checks and request.requested_by_id != actor.pk:
             raise PermissionDenied("only the requester may cancel a request", code="not_requester")
         ensure_transition(request.status, Status.CANCELLED, TRANSITIONS, what=WHAT)
         request.status, request.decided_at = Status.CANCELLED, now or timezone.now()
@@ -126,8 +142,9 @@ def approval_cancel(
             task_id=request.task_id,
             details={"reason": request.rejection_reason},
         )
-        message = f"{describe(request)} was withdrawn by its requester"
+        message = f"{describe(request)} was withdrawn by {actor.get_username()}"
         notify(request, approvers_of(request), kind="approval.cancelled", message=message, policy=policy)
+        _settle_linked_task(request)
         publish_on_commit(request)
     return request
 
@@ -192,6 +209,7 @@ def _expire(request: ApprovalRequest, now: datetime, policy: Policy) -> None:
         level="warning",
         policy=policy,
     )
+    _settle_linked_task(request)
     publish_on_commit(request)
 
 

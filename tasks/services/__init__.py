@@ -3,6 +3,8 @@ sub-domain. Each function locks what it changes, checks permission and the trans
 and records the audit entry in the same transaction. Views, admin actions and Celery tasks call
 these; nothing else writes these models."""
 
+from tasks.services.callbacks import callback_dispatch_on_commit, task_callback_send
+from tasks.services.intake_approval import task_intake_approval_settled
 from tasks.services.queue import (
     backoff_seconds,
     work_order_claim,
@@ -18,11 +20,14 @@ from tasks.services.workers import worker_deregister, worker_heartbeat, worker_r
 
 __all__ = [
     "backoff_seconds",
+    "callback_dispatch_on_commit",
     "session_create",
     "session_heartbeat",
     "session_terminate",
     "sessions_terminate_stale",
+    "task_callback_send",
     "task_create",
+    "task_intake_approval_settled",
     "task_update",
     "work_order_claim",
     "work_order_complete",

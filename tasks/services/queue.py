@@ -27,6 +27,7 @@ from hol.fetch import get_locked, parse_uuid
 from hol.run_scope import ensure_work_order_in_scope
 from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
+from tasks.services.callbacks import callback_dispatch_on_commit
 from tasks.services.dispatch import queue_wake_on_commit, run_dispatch_on_commit
 from tasks.services.notify import _tell_task_owner
 from tasks.services.permissions import ensure_can_manage_task, ensure_worker_owner
@@ -110,6 +111,10 @@ def work_order_enqueue(
 
 
 def _enqueue(*, actor: User, task: Task, priority: str | None, max_retries: int | None) -> WorkOrder:
+    if task.status == Task.Status.APPROVAL_PENDING:
+        raise Conflict(
+            "task waits for its approval request; it is enqueued once that is approved", code="approval_pending"
+        )
     if task.status in (Task.Status.COMPLETED, Task.Status.CANCELLED):
         raise Conflict(f"task is {task.status}; it cannot be enqueued", code="invalid_transition")
     if WorkOrder.objects.filter(task=task, status__in=WorkOrder.ACTIVE).exists():
@@ -230,7 +235,10 @@ def work_order_complete(
     ensure_work_order_in_scope(actor, work_order_id)
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        return complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)
+        work_order = complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)
+        # Outside a transaction the statement has committed and this dispatches at once.
+        callback_dispatch_on_commit(task_id=work_order.task_id, status=Task.Status.COMPLETED)
+        return work_order
     with transaction.atomic():
         work_order = _get_held(actor, work_order_id, WorkOrder.Status.COMPLETED)
         _set_task_status(task_id=work_order.task_id, status=Task.Status.COMPLETED, from_statuses=RUNNING_TASK, now=now)
@@ -243,6 +251,7 @@ def work_order_complete(
         audit_record(
             actor=actor, action=AuditAction.WORK_ORDER_COMPLETED, target=work_order, task_id=work_order.task_id
         )
+        callback_dispatch_on_commit(task_id=work_order.task_id, status=Task.Status.COMPLETED)
     return work_order
 
 
@@ -307,6 +316,7 @@ def _requeue_or_fail(
     _release_worker(worker_id, actor=actor, now=now)
     audit_record(actor=actor, action=action, target=work_order, task_id=work_order.task_id, details=details)
     if not requeue:
+        callback_dispatch_on_commit(task_id=work_order.task_id, status=Task.Status.FAILED)
         _tell_task_owner(
             task_id=work_order.task_id,
             kind="work_order.failed",

@@ -15,11 +15,14 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import actor_label, actor_type
 from hol.errors import BadRequest
-from hol.fetch import get_locked
+from hol.fetch import get_locked, parse_uuid
 from hol.transitions import ensure_transition
+from tasks.callbacks import check_callback_url
 from tasks.intake import apply_aliases, check_intake, check_sizes
 from tasks.models import Execution, Priority, Task, WorkOrder
 from tasks.selectors import holds_a_role
+from tasks.services.callbacks import callback_dispatch_on_commit
+from tasks.services.intake_approval import needs_intake_approval, open_intake_approval
 from tasks.services.permissions import ensure_can_manage_task
 from tasks.services.queue import _enqueue, _release_worker
 from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
@@ -55,7 +58,9 @@ def _requested_by(actor: User, claimed: Any) -> dict[str, str]:
 def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
     """Create a task through the intake gate. The same idempotency_key from the same submitter
     returns the existing task (created=False) instead of a second one. `assigned_to` is a
-    username; `requested_by` is the actor, whatever the payload claims beyond a label."""
+    username; `requested_by` is the actor, whatever the payload claims beyond a label. A task
+    whose declared `action` assesses high or critical starts approval_pending with an approval
+    request in the actor's name, and is not enqueued until that is approved."""
     data = apply_aliases(payload)
     key = data.get("idempotency_key") or None
     if key:
@@ -74,6 +79,11 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
         raise BadRequest("objective is required", code="invalid")
     title = (data.get("title") or "").strip() or objective.splitlines()[0][:200]
     assigned_to = _assignee(data.get("assigned_to"))
+    callback_url = data.get("callback_url") or ""
+    if callback_url:
+        check_callback_url(callback_url, allowed_hosts=settings.HOL_CALLBACK_ALLOWED_HOSTS)
+    action = data.get("action") or None
+    waits_for_approval = needs_intake_approval(action)
     try:
         with transaction.atomic():
             task = Task.objects.create(
@@ -89,6 +99,8 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
                 metadata=data.get("metadata") or {},
                 tags=data.get("tags") or [],
                 idempotency_key=key,
+                callback_url=callback_url,
+                status=Task.Status.APPROVAL_PENDING if waits_for_approval else Task.Status.QUEUED,
                 **gated,
             )
             audit_record(
@@ -96,9 +108,16 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
                 action=AuditAction.TASK_CREATED,
                 target=task,
                 task_id=task.pk,
-                details={"repo": task.target_repo, "operation": task.operation, "priority": task.priority},
+                details={
+                    "repo": task.target_repo,
+                    "operation": task.operation,
+                    "priority": task.priority,
+                    "status": task.status,
+                },
             )
-            if data.get("enqueue"):
+            if waits_for_approval:
+                open_intake_approval(actor=actor, task=task, action=action)
+            elif data.get("enqueue"):
                 _enqueue(actor=actor, task=task, priority=None, max_retries=None)
     except IntegrityError:
         if key:
@@ -117,7 +136,9 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
     """Edit title, description, priority; the only status a caller may set is `cancelled`,
     which also cancels the task's active work orders. Who may: see ensure_can_manage_task."""
     check_sizes(changes, fields=("description",))
+    task_id = parse_uuid(task_id, what="task")
     with transaction.atomic():
+        intake_approval = _lock_pending_intake_approval(task_id)
         task = get_locked(Task.objects, task_id, what="task")
         ensure_can_manage_task(actor, task)
         fields = [name for name in TASK_EDITABLE if name in changes and changes[name] != getattr(task, name)]
@@ -127,6 +148,7 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
             if changes["status"] != Task.Status.CANCELLED:
                 raise BadRequest("the only status a task can be given is cancelled", code="invalid")
             ensure_transition(task.status, Task.Status.CANCELLED, TASK_TRANSITIONS, what="task")
+            was_waiting = task.status == Task.Status.APPROVAL_PENDING
             task.status = Task.Status.CANCELLED
             task.completed_at = timezone.now()
             fields += ["status", "completed_at"]
@@ -135,7 +157,33 @@ def task_update(*, actor: User, task_id: UUID, changes: dict[str, Any]) -> Task:
             task.save(update_fields=[*fields, "updated_at"])
             action = AuditAction.TASK_CANCELLED if "status" in fields else AuditAction.TASK_UPDATED
             audit_record(actor=actor, action=action, target=task, task_id=task.pk, details={"fields": fields})
+        if "status" in fields:
+            if was_waiting and intake_approval is not None and intake_approval.pk == task.intake_approval_id:
+                _withdraw_intake_approval(actor=actor, request_id=intake_approval.pk)
+            callback_dispatch_on_commit(task_id=task.pk, status=Task.Status.CANCELLED)
     return task
+
+
+def _lock_pending_intake_approval(task_id: UUID) -> Any:
+    """The task's pending intake approval request, locked before the task: a decision locks the
+    request and then the task, so cancelling takes them in the same order and the two never
+    deadlock."""
+    from approvals.models import ApprovalRequest
+
+    request_id = Task.objects.filter(pk=task_id).values_list("intake_approval_id", flat=True).first()
+    if request_id is None:
+        return None
+    return (
+        ApprovalRequest.objects.select_for_update().filter(pk=request_id, status=ApprovalRequest.Status.PENDING).first()
+    )
+
+
+def _withdraw_intake_approval(*, actor: User, request_id: UUID) -> None:
+    """Nobody needs to decide on a task that was cancelled: its request is withdrawn, by whoever
+    cancelled the task (not necessarily its requester, hence the named skip)."""
+    from approvals.services import approval_cancel
+
+    approval_cancel(actor=actor, request_id=request_id, reason="the task was cancelled", skip_permission_checks=True)
 
 
 def _cancel_active_work(*, actor: User, task: Task) -> None:

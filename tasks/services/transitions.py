@@ -5,6 +5,8 @@ from __future__ import annotations
 from tasks.models import AgentSession, Task, Worker, WorkOrder
 
 TASK_TRANSITIONS = {
+    # Approved: queued (and enqueued). Rejected, expired, or withdrawn by its owner: cancelled.
+    Task.Status.APPROVAL_PENDING: {Task.Status.QUEUED, Task.Status.CANCELLED},
     Task.Status.QUEUED: {Task.Status.IN_PROGRESS, Task.Status.CANCELLED},
     Task.Status.IN_PROGRESS: {Task.Status.QUEUED, Task.Status.COMPLETED, Task.Status.FAILED, Task.Status.CANCELLED},
     Task.Status.FAILED: {Task.Status.QUEUED},
