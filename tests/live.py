@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from hol.launcher import listening_socket, start_daphne, stop_all
@@ -144,3 +145,28 @@ def daphne_url(live_env):
     per module on SQLite (see `per_test_unless_own_database`)."""
     with another_daphne(live_env) as url:
         yield url
+
+
+def token_for(base: str, username: str, passwords: dict[str, str]) -> str:
+    response = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": passwords[username]})
+    assert response.status_code == 200, response.text
+    return response.json()["access"]
+
+
+@pytest.fixture(scope="module")
+def accounts(live_env, django_db_blocker):
+    """The demo accounts, made once for the module by the command `./bin/hol run` uses. The
+    tests talk to daphne only, so the database is not flushed between them (a flush would renew
+    the content types the daphne process has cached); it is flushed once at the end."""
+    manage(live_env, "bootstrap_roles", "--demo-users")
+    yield json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture
+def tech_lead(base_url, accounts):
+    """The demo tech lead's API session: the human who decides medium-risk approval requests."""
+    token = token_for(base_url, "demo_tech_lead", accounts)
+    with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        yield http

@@ -12,19 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.core.management import call_command
 
-from tests.live import manage
+from tests.live import token_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests only talk to daphne, but the test database must exist for it to serve.
 pytestmark = pytest.mark.django_db
-
-
-def token_for(base: str, username: str, passwords: dict[str, str]) -> str:
-    response = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": passwords[username]})
-    assert response.status_code == 200, response.text
-    return response.json()["access"]
 
 
 def hol_agent(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -42,17 +35,6 @@ def start_hol_agent(*args: str, env: dict) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="module")
-def accounts(live_env, django_db_blocker):
-    """The demo accounts, made once for the module by the command `./bin/hol run` uses. The
-    tests talk to daphne only, so the database is not flushed between them (a flush would renew
-    the content types the daphne process has cached); it is flushed once at the end."""
-    manage(live_env, "bootstrap_roles", "--demo-users")
-    yield json.loads((Path(live_env["HOL_DATA_DIR"]) / "demo-accounts.json").read_text())
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
-
-
 @pytest.fixture
 def agent(base_url, accounts):
     """The demo agent's API session and the environment a HOL run would give it."""
@@ -60,13 +42,6 @@ def agent(base_url, accounts):
     http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
     yield http, {"HOL_API_URL": base_url, "HOL_TOKEN": token}
     http.close()
-
-
-@pytest.fixture
-def tech_lead(base_url, accounts):
-    token = token_for(base_url, "demo_tech_lead", accounts)
-    with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
-        yield http
 
 
 @pytest.fixture
