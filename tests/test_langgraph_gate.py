@@ -19,7 +19,7 @@ from langgraph.checkpoint.memory import MemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
-from hol_agent import HolClient
+from hol_agent import HolClient, HolUnreachable
 from hol_agent.langgraph import approval_gate, resume_approvals
 from tests.live import manage, token_for
 
@@ -147,6 +147,45 @@ def test_an_approval_resumes_the_graph_into_execute_and_uses_the_approval(hol, t
     assert (result["approval"]["status"], result["approval"]["approved"]) == ("approved", True)
     [request] = requests_of(tech_lead, thread)
     assert request["consumed_at"] is not None
+
+
+def test_replaying_an_approved_step_asks_again_instead_of_reusing_the_used_approval(hol, tech_lead, thread):
+    graph = one_gate_graph(hol)
+    paused = graph.invoke({"path": "/srv/app.py"}, thread)["__interrupt__"]
+    approve(tech_lead, paused[0].value["approval_request_id"])
+    graph.invoke(resume_approvals(paused), thread)
+    [before_gate] = [s for s in graph.get_state_history(thread) if s.next == ("gate",)]
+    replay = graph.invoke(None, before_gate.config)
+    assert "__interrupt__" in replay
+    assert [r["status"] for r in requests_of(tech_lead, thread)] == ["pending", "approved"]
+
+
+class LosesOneConsumeAnswer(HolClient):
+    """HOL uses the approval, but its answer is lost on the way back once (the connection drops)."""
+
+    lost = False
+
+    def approval_consume(self, request_id, *, action):
+        answer = super().approval_consume(request_id, action=action)
+        if not self.lost:
+            self.lost = True
+            raise HolUnreachable("connection reset")
+        return answer
+
+
+def test_a_gate_run_again_after_its_use_of_the_approval_went_unanswered_asks_again(hol, tech_lead, thread):
+    flaky = LosesOneConsumeAnswer(api_url=hol.api_url, token=hol.token)
+    graph = one_gate_graph(flaky)
+    paused = graph.invoke({"path": "/srv/app.py"}, thread)["__interrupt__"]
+    approve(tech_lead, paused[0].value["approval_request_id"])
+    with pytest.raises(HolUnreachable):
+        graph.invoke(resume_approvals(paused), thread)
+    again = graph.invoke(None, thread)
+    assert again.get("log", []) == []
+    [asked_again] = again["__interrupt__"]
+    newest, used = requests_of(tech_lead, thread)
+    assert (newest["status"], used["status"], used["consumed_at"] is not None) == ("pending", "approved", True)
+    assert asked_again.value["approval_request_id"] == newest["id"]
 
 
 def test_a_rejection_resumes_the_graph_into_rejected_with_the_reason(hol, tech_lead, thread):
