@@ -61,7 +61,8 @@ def approval_gate(
         wanted = action_fields(dict(action(state) if callable(action) else action))
         step = _step()
         request = hol.approval_find(**step)
-        # A used approval authorised one run of this step; a replay of the step must ask again.
+        # A used approval authorised one run of this step; running it again (its result was lost,
+        # or the graph replays it) needs a new one.
         if request is None or request.get("consumed_at"):
             request = hol.approval_ask(action=wanted, impact=impact(state) if callable(impact) else impact, **step)
         request = hol.approval_wait(request, wait=wait)
