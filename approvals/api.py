@@ -63,7 +63,7 @@ class ApprovalFilter(django_filters.FilterSet):
         model = ApprovalRequest
         fields = [
             "status", "risk_level", "assigned_role", "assigned_to", "requested_by", "environment", "action_type",
-            "workflow_id", "thread_id", "task", "created_after",
+            "workflow_id", "thread_id", "checkpoint_id", "task", "created_after",
         ]  # fmt: skip
 
 

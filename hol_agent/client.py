@@ -184,6 +184,64 @@ class HolClient:
 
     # --- approvals ---
 
+    def approval_ask(
+        self,
+        *,
+        action: dict[str, Any],
+        impact: str = "",
+        workflow_id: str = "",
+        thread_id: str = "",
+        checkpoint_id: str = "",
+    ) -> dict:
+        """Open an approval request for `action` (action_type, resource_type, operation,
+        environment, details) without waiting. Asking again for the same action from the same work
+        order, session or thread returns the request still open for it, never a second one."""
+        body: dict[str, Any] = {
+            **action_fields(action),
+            "action_impact": impact,
+            "workflow_id": workflow_id,
+            "thread_id": thread_id,
+            "checkpoint_id": checkpoint_id,
+        }
+        if self.task_id:
+            body["task_id"] = self.task_id
+        if self.work_order_id:
+            body["work_order_id"] = self.work_order_id
+        return self.request("POST", "/api/v1/approvals", body)[1]
+
+    def approval_get(self, request_id: str) -> dict:
+        return self.request("GET", f"/api/v1/approvals/{urllib.parse.quote(str(request_id))}")[1]
+
+    def approval_wait(self, request: dict, *, wait: float) -> dict:
+        """`request` (a request as HOL returned it) once it is decided, or as it stands after
+        `wait` seconds of long-polling if nobody decided in time."""
+        deadline = time.monotonic() + wait
+        while request["status"] == "pending":
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return request
+            poll = min(remaining, LONG_POLL_SECONDS)
+            _, request = self.request(
+                "GET",
+                f"/api/v1/approvals/{urllib.parse.quote(str(request['id']))}",
+                query={"wait": int(poll) or 1},
+                timeout=poll + REQUEST_SLACK_SECONDS,
+            )
+        return request
+
+    def approval_find(self, *, thread_id: str, checkpoint_id: str) -> dict | None:
+        """The newest request of this account opened at `checkpoint_id` of workflow thread
+        `thread_id`, whatever its status; None if there is none."""
+        query = {"thread_id": thread_id, "checkpoint_id": checkpoint_id, "limit": 1}
+        _, page = self.request("GET", "/api/v1/approvals", query=query)
+        results = page.get("results", []) if isinstance(page, dict) else []
+        return results[0] if results else None
+
+    def approval_consume(self, request_id: str, *, action: dict[str, Any]) -> dict:
+        """Use an approved request for exactly `action`, once; a 409 HolHttpError otherwise."""
+        path = f"/api/v1/approvals/{urllib.parse.quote(str(request_id))}/consume"
+        return self.request("POST", path, action_fields(action))[1]
+
     def approve(
         self,
         *,
@@ -205,29 +263,15 @@ class HolClient:
             "environment": environment,
             "details": details or {},
         }
-        body: dict[str, Any] = {**action, "action_impact": impact, "thread_id": thread_id}
-        if self.task_id:
-            body["task_id"] = self.task_id
-        if self.work_order_id:
-            body["work_order_id"] = self.work_order_id
-        _, request = self.request("POST", "/api/v1/approvals", body)
-        deadline = time.monotonic() + wait
-        while request["status"] == "pending":
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return ApprovalOutcome(False, "pending", request, "no decision yet; the request stays pending")
-            poll = min(remaining, LONG_POLL_SECONDS)
-            _, request = self.request(
-                "GET",
-                f"/api/v1/approvals/{request['id']}",
-                query={"wait": int(poll) or 1},
-                timeout=poll + REQUEST_SLACK_SECONDS,
-            )
+        request = self.approval_ask(action=action, impact=impact, thread_id=thread_id)
+        request = self.approval_wait(request, wait=wait)
+        if request["status"] == "pending":
+            return ApprovalOutcome(False, "pending", request, "no decision yet; the request stays pending")
         if request["status"] != "approved":
             reason = request.get("rejection_reason") or request["status"]
             return ApprovalOutcome(False, request["status"], request, reason)
         try:
-            _, request = self.request("POST", f"/api/v1/approvals/{request['id']}/consume", action)
+            request = self.approval_consume(request["id"], action=action)
         except HolHttpError as error:
             return ApprovalOutcome(False, "not_consumed", request, error.message)
         return ApprovalOutcome(True, "approved", request)
@@ -255,6 +299,26 @@ class HolClient:
         if self.work_order_id:
             body["work_order_id"] = self.work_order_id
         return self.request("POST", "/api/v1/approvals/executed", body)[1]
+
+
+ACTION_FIELDS = ("action_type", "resource_type", "operation", "environment", "details")
+
+
+def action_fields(action: dict[str, Any]) -> dict[str, Any]:
+    """The action as HOL's API takes it: every field present, nothing else (an unknown key is a
+    mistake the caller should hear about, not something HOL silently drops)."""
+    unknown = set(action) - set(ACTION_FIELDS)
+    if unknown:
+        raise HolError(f"unknown action fields: {', '.join(sorted(unknown))}; expected {', '.join(ACTION_FIELDS)}")
+    if not action.get("action_type"):
+        raise HolError("an action needs an action_type")
+    return {
+        "action_type": action["action_type"],
+        "resource_type": action.get("resource_type") or "",
+        "operation": action.get("operation") or "",
+        "environment": action.get("environment") or "",
+        "details": action.get("details") or {},
+    }
 
 
 def _parse(raw: bytes) -> Any:

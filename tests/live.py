@@ -178,6 +178,7 @@ def agent(base_url, accounts):
 
 @pytest.fixture
 def tech_lead(base_url, accounts):
+    """The demo tech lead's API session: the human who decides medium-risk approval requests."""
     token = token_for(base_url, "demo_tech_lead", accounts)
     with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         yield http
