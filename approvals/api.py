@@ -93,7 +93,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalFilter
-    run_token_actions = ("list", "create", "cancel", "consume")
+    run_token_actions = ("list", "create", "cancel", "consume", "executed")
 
     def get_queryset(self):
         return selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")

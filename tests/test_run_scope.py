@@ -165,3 +165,13 @@ def test_a_ticket_from_a_run_token_keeps_the_runs_limit(runs):
     client = run_client(account, mine)
     ticket = client.post("/api/v1/ws/ticket", {}, format="json").json()["ticket"]
     assert _socket_close(f"/ws/tasks/{theirs.task_id}/?ticket={ticket}", [SUBPROTOCOL]) == 4403
+
+
+def test_a_run_token_reports_what_ran_for_its_own_work_order_only(runs):
+    account, _, mine, theirs = runs
+    client = run_client(account, mine)
+    report = {**MEDIUM_ACTION, "tool_use_id": "toolu_1", "tool_name": "Bash", "outcome": "succeeded"}
+    assert client.post("/api/v1/approvals/executed", report, format="json").status_code in (200, 201)
+    foreign = {**report, "tool_use_id": "toolu_2", "work_order_id": str(theirs.pk)}
+    refused = client.post("/api/v1/approvals/executed", foreign, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "outside_run_scope")
