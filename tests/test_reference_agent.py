@@ -335,6 +335,43 @@ def test_reference_agent_plans_edits_tests_and_pushes_after_approvals(submit_cha
 
 @pytest.mark.postgres
 @pytest.mark.slow
+def test_rejected_push_keeps_the_commit_in_the_trace_folder_only(submit_change, calc_repo, bob_tech_lead):
+    task = submit_change(calc_repo, FIX)
+    plan = wait_for_plan(task)
+    signed_in(bob_tech_lead).post(f"/tasks/{task.pk}/answer", {"parent_id": plan.pk, "decision": "approve"})
+    push = ApprovalRequest.objects.filter(task=task, action_type="git", operation="push")
+    eventually(push.exists, what="the push approval request")
+    approval_decide(actor=bob_tech_lead, request_id=push.get().pk, decision="reject", justification="not yet")
+
+    assert wait_for_status(task, Task.Status.COMPLETED, Task.Status.FAILED) == Task.Status.COMPLETED
+    assert branches(calc_repo) == ["main"]
+    (summary,) = events(task, "summary")
+    assert "push: not approved (rejected: not yet)" in summary.content
+    work = Path(Execution.objects.get(task=task).trace_path) / "work"
+    assert git("show", f"hol/{str(task.pk)[:8]}:calc.py", cwd=work) == "def add(a, b):\n    return a + b\n"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_failing_tests_fail_the_run_and_keep_the_uncommitted_patch(submit_change, calc_repo, bob_tech_lead):
+    wrong = {**FIX, "edits": [{"path": "calc.py", "find": "return a - b", "replace": "return a * b"}]}
+    task = submit_change(calc_repo, wrong)
+    plan = wait_for_plan(task)
+    signed_in(bob_tech_lead).post(f"/tasks/{task.pk}/answer", {"parent_id": plan.pk, "decision": "approve"})
+
+    assert wait_for_status(task, Task.Status.COMPLETED, Task.Status.FAILED) == Task.Status.FAILED
+    assert "the tests failed (exit 1); nothing was committed" in WorkOrder.objects.get(task=task).last_error
+    (result,) = events(task, "test_result")
+    assert result.data["failed"] == 2
+    assert not ApprovalRequest.objects.filter(task=task).exists()
+    assert branches(calc_repo) == ["main"]
+    trace = Path(Execution.objects.get(task=task).trace_path)
+    assert "+    return a * b" in (trace / "changes.patch").read_text()
+    assert git("rev-parse", "HEAD", cwd=trace / "work") == git("rev-parse", "main", cwd=calc_repo)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_rejected_plan_fails_the_run_without_editing(submit_change, calc_repo, bob_tech_lead):
     task = submit_change(calc_repo, FIX)
     plan = wait_for_plan(task)
