@@ -48,6 +48,7 @@ MAX_COMMIT_MESSAGE_CHARS = 4000
 MAX_DIFF_CHARS = 48 * 1024  # one diff event stays well under the chat's limits
 MAX_TEST_ROWS = 500
 MAX_TEST_NAME_CHARS = 300
+MAX_LISTED_FILES = 100  # files a test run left behind, as reported
 OUTPUT_TAIL_CHARS = 4000
 SNIPPET_CHARS = 80
 # What the repository's test command inherits: none of HOL's variables (its token stays here).
@@ -569,7 +570,7 @@ class ReferenceAgent:
             for line in git("status", "--porcelain", "--untracked-files=all", cwd=work).splitlines()
             if line[:1] == " " or line.startswith("??")
         ]
-        checks = {"files_changed": staged, "left_uncommitted": [line[3:] for line in stray]}
+        checks = {"files_changed": staged, "left_uncommitted": [line[3:] for line in stray[:MAX_LISTED_FILES]]}
         self.say("status", f"Verified: {len(staged)} file(s) changed as planned", stage="verification", data=checks)
         name, email = GIT_IDENTITY
         git(
