@@ -9,6 +9,8 @@ entry points (manage.py, `./bin/hol`, the ASGI and Celery apps, the test run) pr
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -342,9 +344,12 @@ LOGGING = {
 # Celery workers carry out every enqueued work order by running HOL_AGENT_COMMAND; off leaves the
 # queue to agents that claim over the API.
 HOL_RUN_WORK_IN_CELERY = env_bool("HOL_RUN_WORK_IN_CELERY", True)
-# The agent command (shell words; a leading `python` means this interpreter). Empty: the bundled
-# demo agent.
-HOL_AGENT_COMMAND = os.environ.get("HOL_AGENT_COMMAND", "")
+# The agent command (shell words; a leading `python` means this interpreter). Default: the bundled
+# reference agent (agents/reference_agent.py: edits planned in the task's inputs, approved by a
+# person); empty: the bundled demo agent, which only walks through the stages.
+HOL_AGENT_COMMAND = os.environ.get(
+    "HOL_AGENT_COMMAND", shlex.join([sys.executable, str(BASE_DIR / "agents" / "reference_agent.py")])
+)
 # Where agents reach HOL's API (given to them as HOL_API_URL).
 HOL_API_URL = os.environ.get("HOL_API_URL", f"http://127.0.0.1:{os.environ.get('HOL_PORT', '8000')}")
 # Per-execution trace folders: HOL_TRACE_ROOT/<task>/<attempt>/ (output.log, events.jsonl, result.json).

@@ -166,6 +166,12 @@ class HolClient:
         """Post a question to the task's humans and wait up to `wait` seconds for the answer
         (None if nobody answered in time)."""
         message = self.event("message", content=question, stage=stage, message_type="request")
+        reply = self.wait_reply(message["id"], wait=wait)
+        return None if reply is None else str(reply.get("content", ""))
+
+    def wait_reply(self, message_id: int, *, wait: float = 3600) -> dict | None:
+        """The first human answer to the question `message_id` (the whole message, `data`
+        included), waiting up to `wait` seconds; None if nobody answered in time."""
         deadline = time.monotonic() + wait
         while True:
             remaining = deadline - time.monotonic()
@@ -174,13 +180,20 @@ class HolClient:
             poll = min(remaining, LONG_POLL_SECONDS)
             status, reply = self.request(
                 "GET",
-                f"/api/v1/chat/messages/{message['id']}/reply",
+                f"/api/v1/chat/messages/{message_id}/reply",
                 query={"wait": int(poll) or 1},
                 timeout=poll + REQUEST_SLACK_SECONDS,
             )
             # The body is {"question_id", "answered", "reply": the answering message or null}.
             if status == 200 and isinstance(reply, dict) and reply.get("answered") and reply.get("reply"):
-                return str(reply["reply"].get("content", ""))
+                return reply["reply"]
+
+    # --- the task ---
+
+    def task(self) -> dict:
+        """The task this run works on: objective, target {repo, ref, path}, inputs, constraints."""
+        task_id = self._need(self.task_id, "HOL_TASK_ID")
+        return self.request("GET", f"/api/v1/tasks/{urllib.parse.quote(task_id, safe='')}")[1]
 
     # --- approvals ---
 

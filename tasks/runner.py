@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -83,6 +84,8 @@ def agent_env(*, token: str, work_order: WorkOrder, session_id: str, trace_dir: 
         HOL_WORK_ORDER_ID=str(work_order.pk),
         HOL_SESSION_ID=session_id,
         HOL_TRACE_DIR=str(trace_dir),
+        # The reference agent checks the repository it clones against the same roots as intake.
+        HOL_ALLOWED_REPO_PREFIXES=",".join(settings.HOL_ALLOWED_REPO_PREFIXES),
         PYTHONPATH=str(ROOT),  # the bundled hol_agent client
         PYTHONUNBUFFERED="1",  # lines reach the task page as they are printed
     )
@@ -136,13 +139,24 @@ def _chunks(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return chunks
 
 
+# An agent may report its own outcome over the API before it exits; its run is then left to end
+# by itself (the time budget still bounds it) instead of being killed as if it were cancelled.
+_SETTLED_BY_HOLDER = (*WorkOrder.HELD, WorkOrder.Status.COMPLETED, WorkOrder.Status.FAILED)
+
+
 def _still_held(identity: CeleryIdentity, work_order_id: UUID) -> bool:
-    """Heartbeat (extends the lease) and tell whether this worker still holds the work order."""
+    """Heartbeat (extends the lease) and tell whether the work order is still this worker's: held,
+    or settled while it held it."""
     try:
         task_services.worker_heartbeat(actor=identity.account, worker_id=identity.worker_id)
     except DomainError:
         log.exception("heartbeat of worker %s failed", identity.worker_id)
-    return WorkOrder.objects.filter(pk=work_order_id, worker_id=identity.worker_id, status__in=WorkOrder.HELD).exists()
+    except DatabaseError:
+        # E.g. a deadlock victim against the agent settling its own work order over the API: the
+        # lease is long enough for the next poll to heartbeat again; the run must not die of it.
+        log.warning("heartbeat of worker %s failed; trying again at the next poll", identity.worker_id, exc_info=True)
+    mine = WorkOrder.objects.filter(pk=work_order_id, worker_id=identity.worker_id)
+    return mine.filter(status__in=_SETTLED_BY_HOLDER).exists()
 
 
 def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome | None:

@@ -137,6 +137,23 @@ def test_answering_a_question_reaches_the_waiting_agent_and_the_badge_counts_it(
     assert results["reply"]["sender"] == "demo_tech_lead"
 
 
+def test_a_plan_arriving_live_is_approved_with_its_button(person, agent):
+    task_id = create_task_in_the_browser(person, "Fix add()")
+    claim(agent, task_id)
+    plan = post(agent, task_id, content="1. in calc.py, replace '-' with '+'", message_type="request",
+                stage="planning", data={"kind": "plan"})  # fmt: skip
+    plan_box = person.locator(f"#message-{plan['id']}")
+    plan_box.wait_for()  # arrived over the WebSocket: the page was loaded before the plan existed
+    plan_box.locator("button", has_text="Approve plan").click()
+    person.wait_for_selector(f"#message-{plan['id']}.answered")
+    reply = agent.get(f"/api/v1/chat/messages/{plan['id']}/reply").json()["reply"]
+    assert (reply["data"], reply["content"], reply["sender"]) == (
+        {"decision": "approve"},
+        "Plan approved",
+        "demo_tech_lead",
+    )
+
+
 def test_approving_from_the_inbox_answers_the_agent(person, agent):
     request = agent.post("/api/v1/approvals", json=MEDIUM)
     assert request.status_code == 201, request.text

@@ -456,8 +456,8 @@ def test_running_agent_keeps_its_work_orders_lease_alive(submit, agent_scripts, 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_default_agent_command_runs_the_bundled_demo_agent(start_worker, make_task):
-    start_worker(agent_command=None)
+def test_empty_agent_command_runs_the_bundled_demo_agent(start_worker, make_task):
+    start_worker(agent_command="")
     task = make_task("")
     wait_for_status(task, Task.Status.COMPLETED)
     logs = "\n".join(ChatMessage.objects.filter(task=task, event_type="log").values_list("content", flat=True))

@@ -120,7 +120,8 @@
       }
     }
     if (m.message_type === "request") {
-      var template = document.getElementById("answer-template");
+      var isPlan = data.kind === "plan";
+      var template = document.getElementById(isPlan ? "plan-template" : "answer-template");
       if (template && stream.dataset.canAnswer === "1") {
         var form = template.content.firstElementChild.cloneNode(true);
         form.querySelector("input[name=parent_id]").value = m.id;
