@@ -72,6 +72,17 @@ def ensure_work_order_in_scope(actor: Any, work_order_id: Any) -> None:
         raise PermissionDenied("this run's token reaches only its own work order", code=OUT_OF_SCOPE)
 
 
+def ensure_request_in_scope(actor: Any, request: Any) -> None:
+    """An approval request a run's token may act on: one of its task or its work order."""
+    from hol.errors import PermissionDenied
+
+    scope = run_scope(actor)
+    if scope is None:
+        return
+    if str(request.task_id) != str(scope.task_id) and str(request.work_order_id) != str(scope.work_order_id):
+        raise PermissionDenied("this run's token reaches only its own approval requests", code=OUT_OF_SCOPE)
+
+
 class RunScopedJWTAuthentication(JWTAuthentication):
     """simplejwt's authentication, carrying a run token's scope on the user it returns."""
 

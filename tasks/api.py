@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import django_filters
+import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -22,9 +24,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from hol.api import StorableJSONParser, validated
-from hol.errors import BadRequest, DomainError, PermissionDenied, exception_handler
+from hol.errors import BadRequest, Conflict, DomainError, PermissionDenied, exception_handler
 from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
     authenticate,
@@ -35,7 +38,7 @@ from hol.longpoll import (
     method_not_allowed,
     release_connection,
 )
-from hol.pubsub import shared_subscriber
+from hol.pubsub import redis_client, shared_subscriber
 from hol.run_scope import OUT_OF_SCOPE, run_scope
 from tasks import selectors
 from tasks import services as task_services
@@ -219,23 +222,53 @@ class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 # --- the long-poll claim --------------------------------------------------------------------------
 
 
+MAX_PEEK_BYTES = 4096
+
+
 def _refused_by_csrf(request: HttpRequest) -> bool:
     """A signed-in person's POST needs the CSRF token, as DRF's session authentication asks."""
     return CsrfViewMiddleware(lambda _: None).process_view(request, None, (), {}) is not None
 
 
-def _authenticate_and_claim(request: HttpRequest) -> tuple[Any, dict, WorkOrder | None]:
+def _authenticate_and_claim(request: HttpRequest, waiting: bool) -> tuple[Any, dict, WorkOrder | None]:
     try:
-        uses_jwt = bool(request.headers.get("Authorization"))
+        # A bearer token authenticates by itself (or fails, 401); anything else falls back to the
+        # session cookie, which a POST may only use with the CSRF token.
+        uses_jwt = request.headers.get("Authorization", "").split(" ", 1)[0] in jwt_settings.AUTH_HEADER_TYPES
         actor = authenticate(request)
         if not uses_jwt and _refused_by_csrf(request):
             raise PermissionDenied("CSRF Failed: CSRF token missing or incorrect.", code="csrf_failed")
         if run_scope(actor) is not None:
             raise PermissionDenied("a run's token may not call this", code=OUT_OF_SCOPE)
         data = validated(ClaimSerializer, _json_body(request))
-        return actor, data, _claim(actor, data["worker_id"])
+        work_order = _claim(actor, data["worker_id"])
+        data["wait"] = min(data["wait"], float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS)) if waiting else 0.0
+        if work_order is None and data["wait"] > 0:
+            _start_waiting(data["worker_id"], data["wait"])
+        return actor, data, work_order
     finally:
         release_connection()
+
+
+def _waiter_key(worker_id: Any) -> str:
+    return f"hol:claim-waiter:{worker_id}"
+
+
+def _start_waiting(worker_id: Any, wait: float) -> None:
+    """One waiting claim per worker at a time (409 for another): a worker runs one agent loop,
+    and a thousand waits on one worker would only multiply its heartbeats and wake-ups. Without
+    Redis the limit is not kept; the wait itself still works."""
+    try:
+        taken = redis_client().set(_waiter_key(worker_id), b"1", nx=True, ex=int(wait) + 10)
+    except redis.RedisError:
+        return
+    if not taken:
+        raise Conflict("this worker already waits for work in another claim", code="already_waiting")
+
+
+def _stop_waiting(worker_id: Any) -> None:
+    with contextlib.suppress(redis.RedisError):
+        redis_client().delete(_waiter_key(worker_id))
 
 
 def _claim(actor: Any, worker_id: Any) -> WorkOrder | None:
@@ -265,14 +298,17 @@ async def queue_claim(request: HttpRequest) -> JsonResponse | HttpResponse:
         return method_not_allowed(request)
     try:
         if not _asks_to_wait(request):
-            _, _, work_order = await limited(_authenticate_and_claim, request)
+            _, _, work_order = await limited(_authenticate_and_claim, request, False)
             return _claim_response(work_order)
         # Subscribe before the first try, so work queued in between still wakes us.
         subscriber = shared_subscriber()
         await subscriber.ready(timeout=1.0)
-        async with subscriber.wait_on(queue_channel()) as woken:
-            actor, data, work_order = await limited(_authenticate_and_claim, request)
-            wait = min(data["wait"], float(settings.HOL_APPROVAL_WAIT_MAX_SECONDS))
+        async with contextlib.AsyncExitStack() as stack:
+            woken = await stack.enter_async_context(subscriber.wait_on(queue_channel()))
+            actor, data, work_order = await limited(_authenticate_and_claim, request, True)
+            if work_order is None and data["wait"] > 0:
+                stack.push_async_callback(sync_to_async(_stop_waiting), data["worker_id"])
+            wait = data["wait"]
             next_at = await limited(_next_available, None) if work_order is None else None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
@@ -310,6 +346,8 @@ def _claim_response(work_order: WorkOrder | None) -> HttpResponse:
 def _asks_to_wait(request: HttpRequest) -> bool:
     """A first look at `wait`, before authenticating: only a claim that may wait subscribes.
     The body is validated properly once the caller is known."""
+    if len(request.body) > MAX_PEEK_BYTES:  # a claim is tiny; a big body is parsed after authenticating
+        return False
     with contextlib.suppress(Exception):
         wait = json.loads(request.body or b"{}").get("wait")
         return isinstance(wait, int | float) and wait > 0

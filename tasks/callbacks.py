@@ -43,9 +43,20 @@ class Target:
     allowlisted: bool
 
 
+# IPv6 ranges that carry or reach an IPv4 address (NAT64, 6to4, IPv4-compatible) or are
+# deprecated site-local: a callback there could end up inside the network.
+_IPV6_TUNNELS = tuple(
+    ipaddress.IPv6Network(net) for net in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "fec0::/10")
+)
+_IPV6_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
 def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address not in _IPV6_UNICAST or any(address in net for net in _IPV6_TUNNELS):
+            return True
     return not address.is_global or address.is_multicast
 
 
@@ -55,8 +66,8 @@ def _parse(url: str, allowed_hosts: Sequence[str]) -> Target:
         raise ValueError("callback_url must be a URL")
     if len(url) > MAX_URL_LENGTH:
         raise ValueError(f"callback_url is longer than {MAX_URL_LENGTH} characters")
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
-        raise ValueError("callback_url must not contain spaces or control characters")
+    if any(ord(char) < 0x21 or ord(char) >= 0x7F for char in url):
+        raise ValueError("callback_url must be ASCII without spaces or control characters (percent-encode the rest)")
     try:
         parts = urlsplit(url)
         port = parts.port

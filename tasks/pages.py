@@ -67,7 +67,27 @@ class TaskForm(forms.Form):
         to_field_name="username",
         label="Responsible person",
     )
+    inputs = forms.JSONField(
+        required=False,
+        label="Inputs (JSON)",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 4,
+                "placeholder": '{"edits": [{"path": "app.py", "find": "old", "replace": "new"}], '
+                '"test_command": ["python", "-m", "unittest"]}',
+            }
+        ),
+        help_text="What the agent works from. The bundled reference agent needs a plan: edits and a test command.",
+    )
     enqueue = forms.BooleanField(required=False, initial=True, label="Put it on the queue now")
+
+    def clean_inputs(self) -> dict[str, Any]:
+        inputs = self.cleaned_data.get("inputs")
+        if inputs in (None, ""):
+            return {}
+        if not isinstance(inputs, dict):
+            raise forms.ValidationError("Inputs must be a JSON object.")
+        return inputs
 
     def payload(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -85,6 +105,7 @@ class TaskForm(forms.Form):
                 "allow_secrets": data["allow_secrets"],
             },
             "assigned_to": data["assigned_to"].username if data["assigned_to"] else None,
+            "inputs": data["inputs"],
             "enqueue": data["enqueue"],
         }
 

@@ -80,6 +80,9 @@ def sessions_visible_to(*, actor: Any) -> QuerySet[AgentSession]:
     if not _signed_in(actor):
         return qs.none()
     if is_agent(actor):
+        scope = run_scope(actor)
+        if scope is not None:
+            qs = qs.filter(task_id=scope.task_id)
         return qs.filter(worker__user=actor)
     return qs if sees_every_task(actor) else qs.none()
 

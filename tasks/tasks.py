@@ -57,7 +57,9 @@ def terminate_stale_sessions() -> int:
     return task_services.sessions_terminate_stale()
 
 
-@shared_task(name="tasks.tasks.send_task_callback", ignore_result=True)
+# Each attempt has socket timeouts, but a receiver dripping bytes could hold a worker process
+# for ever: the whole attempt is bounded too.
+@shared_task(name="tasks.tasks.send_task_callback", ignore_result=True, soft_time_limit=30, time_limit=45)
 def send_task_callback(task_id: str, status: str, attempt: int = 1) -> None:
     """POST a final task's outcome to its callback_url; retried with back-off while the service
     says so. Dispatched on commit by the change that made the task final."""

@@ -137,3 +137,51 @@ def test_concurrent_claim_and_complete_finish_every_work_order_exactly_once_with
         assert changes[0] == {"from": "idle", "to": "busy"}
         assert all(a["to"] == b["from"] for a, b in pairwise(changes))
         assert changes[-1] == {"from": "busy", "to": "idle"}
+
+
+def heartbeat_until_done(user_id: int, worker_id: str, role: str, start, results) -> None:
+    """Child process: `finisher` claims and completes every queued work order; `heartbeater`
+    heartbeats the same worker as fast as it can meanwhile (the Celery runner does so while its
+    agent finishes), until the finisher is done."""
+    try:
+        from django.contrib.auth import get_user_model
+
+        from tasks.services import work_order_claim, work_order_complete, worker_heartbeat
+
+        actor = get_user_model().objects.get(pk=user_id)
+        start.wait(timeout=JOIN_TIMEOUT_SECONDS)
+        done = 0
+        if role == "finisher":
+            while (work_order := work_order_claim(actor=actor, worker_id=worker_id)) is not None:
+                work_order_complete(actor=actor, work_order_id=work_order.pk, output="")
+                done += 1
+            WorkOrder.objects.filter(pk=WorkOrder.objects.values("pk")[:1]).update(last_error="finished")
+        else:
+            while not WorkOrder.objects.filter(last_error="finished").exists():
+                worker_heartbeat(actor=actor, worker_id=worker_id)
+                done += 1
+        results.put((role, done, None))
+    except BaseException:
+        results.put((role, 0, traceback.format_exc()))
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_beside_completions_of_the_same_worker_never_deadlock(agent_007):
+    count = 300
+    queue_of_mixed_priorities(count)
+    worker = Worker.objects.create(name="runner", user=agent_007)
+    reports = run_forked(
+        heartbeat_until_done,
+        [(agent_007.pk, str(worker.pk), role) for role in ("finisher", "heartbeater", "heartbeater")],
+        timeout=JOIN_TIMEOUT_SECONDS,
+    )
+    errors = [error for _, _, error in reports if error]
+    assert not errors, errors[0]
+    done = {role: n for role, n, _ in reports if role == "finisher"}
+    assert done == {"finisher": count}
+    assert sum(n for role, n, _ in reports if role == "heartbeater") > 0
+    assert WorkOrder.objects.filter(status=WorkOrder.Status.COMPLETED).count() == count

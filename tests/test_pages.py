@@ -4,6 +4,8 @@ real-browser tests are in test_pages_browser.py.)"""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from approvals.models import ApprovalRequest
@@ -166,6 +168,19 @@ def test_creating_a_task_from_the_form_queues_it(bob_client):
     task = Task.objects.get(title="Add dark mode")
     assert response.url == f"/tasks/{task.pk}/"
     assert WorkOrder.objects.filter(task=task, status="queued").exists()
+
+
+def test_the_form_takes_the_agents_inputs_as_json(bob_client):
+    plan = {"edits": [{"path": "app.py", "find": "old", "replace": "new"}], "test_command": ["true"]}
+    bob_client.post("/tasks/", {**FORM, "inputs": json.dumps(plan)})
+    assert Task.objects.get(title="Add dark mode").inputs == plan
+
+
+@pytest.mark.parametrize("inputs", ["[1, 2]", "{not json"])
+def test_inputs_that_are_not_a_json_object_show_an_error_next_to_the_field(bob_client, inputs):
+    response = bob_client.post("/tasks/", {**FORM, "inputs": inputs})
+    assert b'id="error-inputs"' in response.content
+    assert not Task.objects.exists()
 
 
 def test_the_intake_gates_error_shows_next_to_the_repository_field(bob_client):

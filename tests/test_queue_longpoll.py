@@ -123,3 +123,28 @@ def test_a_signed_in_session_needs_the_csrf_token(agent_007, worker_007):
     browser.force_login(agent_007)
     response = browser.post("/api/v1/queue/claim", {"worker_id": worker_007}, content_type="application/json")
     assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")
+
+
+def test_one_worker_waits_in_one_claim_at_a_time(agent_007, worker_007):
+    results: dict = {}
+    thread = claim_in_thread(client_for(agent_007), {"worker_id": worker_007, "wait": 3}, results)
+    time.sleep(1)
+    second = client_for(agent_007).post("/api/v1/queue/claim", {"worker_id": worker_007, "wait": 3}, format="json")
+    assert (second.status_code, second.json()["code"]) == (409, "already_waiting")
+    thread.join(timeout=10)
+    assert results["response"].status_code == 204
+    # Once that wait ended, the worker may wait again.
+    again = client_for(agent_007).post("/api/v1/queue/claim", {"worker_id": worker_007, "wait": 0.5}, format="json")
+    assert again.status_code == 204
+
+
+def test_a_session_with_another_authorization_scheme_still_needs_the_csrf_token(agent_007, worker_007):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(agent_007)
+    response = browser.post(
+        "/api/v1/queue/claim",
+        {"worker_id": worker_007},
+        content_type="application/json",
+        headers={"Authorization": "Basic eDp5"},
+    )
+    assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")

@@ -13,6 +13,8 @@ from approvals.models import ApprovalRequest
 from chat.models import ChatMessage
 from chat.services import chat_message_post
 from hol.asgi import application
+from hol.errors import PermissionDenied
+from hol.run_scope import RunScope
 from hol.ws_auth import JWT_PREFIX, SUBPROTOCOL
 from tasks import services as task_services
 from tasks.runner import agent_token
@@ -175,3 +177,37 @@ def test_a_run_token_reports_what_ran_for_its_own_work_order_only(runs):
     foreign = {**report, "tool_use_id": "toolu_2", "work_order_id": str(theirs.pk)}
     refused = client.post("/api/v1/approvals/executed", foreign, format="json")
     assert (refused.status_code, refused.json()["code"]) == (403, "outside_run_scope")
+
+
+def test_a_run_token_neither_sees_nor_ends_another_runs_session(runs):
+    account, workers, mine, theirs = runs
+    own = task_services.session_create(
+        actor=account, session_id="run-mine", worker_id=workers[0].pk, task_id=mine.task_id
+    )
+    other = task_services.session_create(
+        actor=account, session_id="run-theirs", worker_id=workers[1].pk, task_id=theirs.task_id
+    )
+    client = run_client(account, mine)
+    assert [s["session_id"] for s in client.get("/api/v1/sessions").json()["results"]] == [own.session_id]
+    assert client.delete(f"/api/v1/sessions/{other.session_id}", {"reason": "x"}, format="json").status_code == 404
+    other.refresh_from_db()
+    assert other.status == "active"
+    with pytest.raises(PermissionDenied):
+        task_services.session_terminate(actor=scoped(account, mine), agent_session_pk=other.pk, reason="phishing text")
+
+
+def test_a_run_token_cannot_cancel_or_consume_another_runs_request(runs):
+    account, _, mine, theirs = runs
+    other = run_client(account, theirs).post("/api/v1/approvals", MEDIUM_ACTION, format="json").json()
+    client = run_client(account, mine)
+    refused = client.post(f"/api/v1/approvals/{other['id']}/cancel", {"reason": "x"}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "outside_run_scope")
+    refused = client.post(f"/api/v1/approvals/{other['id']}/consume", MEDIUM_ACTION, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "outside_run_scope")
+    assert ApprovalRequest.objects.get(pk=other["id"]).status == "pending"
+
+
+def scoped(account, work_order):
+    """The account as a run's token presents it to the services."""
+    account.hol_run_scope = RunScope(task_id=work_order.task_id, work_order_id=work_order.pk)
+    return account

@@ -29,6 +29,7 @@ from audit.services import audit_record
 from hol.actors import SYSTEM, is_agent
 from hol.errors import BadRequest, Conflict, PermissionDenied
 from hol.fetch import get_locked
+from hol.run_scope import ensure_task_in_scope
 from notifications.services import notification_create
 
 User = AbstractBaseUser
@@ -50,6 +51,8 @@ def _own_session(actor: User, session_key: str) -> Any:
     session = AgentSession.objects.select_related("worker", "task").filter(session_id=session_key).first()
     if session is not None and session.worker.user_id != actor.pk:
         raise PermissionDenied("you may only report from a session of your own worker", code="not_your_session")
+    if session is not None:
+        ensure_task_in_scope(actor, session.task_id)
     return session
 
 

@@ -29,6 +29,7 @@ from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hol.fetch import get_locked
+from hol.run_scope import ensure_request_in_scope
 from hol.transitions import ensure_transition
 
 User = AbstractBaseUser
@@ -129,8 +130,10 @@ def approval_cancel(
     policy = current_policy()
     with transaction.atomic():
         request = get_locked(ApprovalRequest.objects, request_id, what=WHAT)
-        if not skip_permission_checks and request.requested_by_id != actor.pk:
-            raise PermissionDenied("only the requester may cancel a request", code="not_requester")
+        if not skip_permission_checks:
+            if request.requested_by_id != actor.pk:
+                raise PermissionDenied("only the requester may cancel a request", code="not_requester")
+            ensure_request_in_scope(actor, request)
         ensure_transition(request.status, Status.CANCELLED, TRANSITIONS, what=WHAT)
         request.status, request.decided_at = Status.CANCELLED, now or timezone.now()
         request.rejection_reason = (reason or "").strip()
@@ -161,6 +164,7 @@ def approval_consume(
         request = get_locked(ApprovalRequest.objects, request_id, what=WHAT)
         if request.requested_by_id != actor.pk:
             raise PermissionDenied("only the requester may use an approval", code="not_requester")
+        ensure_request_in_scope(actor, request)
         if request.status == Status.EXPIRED or request.is_overdue(now):
             raise Conflict("the request expired", code="expired")
         if request.status != Status.APPROVED:

@@ -19,7 +19,7 @@ from audit.services import audit_record
 from hol.actors import SYSTEM
 from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hol.fetch import get_locked
-from hol.run_scope import run_scope
+from hol.run_scope import ensure_task_in_scope, run_scope
 from hol.transitions import ensure_transition
 from tasks.intake import byte_size
 from tasks.models import AgentSession, Task, Worker
@@ -71,6 +71,7 @@ def session_heartbeat(*, actor: User, agent_session_pk: UUID) -> AgentSession:
             AgentSession.objects.select_related("worker"), agent_session_pk, what="session", of=("self",)
         )
         ensure_worker_owner(actor, session.worker)
+        ensure_task_in_scope(actor, session.task_id)
         if session.status != AgentSession.Status.ACTIVE:
             ensure_transition(session.status, AgentSession.Status.ACTIVE, SESSION_TRANSITIONS, what="session")
         session.last_activity_at = timezone.now()
@@ -89,6 +90,7 @@ def session_terminate(*, actor: User, agent_session_pk: UUID, reason: str = "ter
             AgentSession.objects.select_related("worker", "task"), agent_session_pk, what="session", of=("self",)
         )
         ensure_worker_owner_or_operator(actor, session.worker, permission="tasks.change_agentsession")
+        ensure_task_in_scope(actor, session.task_id)
         _terminate(actor=actor, session=session, reason=reason, now=timezone.now())
     return session
 

@@ -38,9 +38,17 @@ def worker_register(*, actor: User, name: str) -> Worker:
 def worker_heartbeat(*, actor: User, worker_id: UUID, status: str | None = None) -> Worker:
     """Record that the worker is alive, optionally with its status, and extend the leases of
     every work order it holds. An offline worker that heartbeats comes back idle."""
+    ensure_worker_owner(actor, get_locked(Worker.objects, worker_id, what="worker", lock=False))
     with transaction.atomic():
+        # The work orders first, then their worker: the order in which completing or failing a
+        # work order takes them, so a heartbeat and a completion never deadlock.
+        held = list(
+            WorkOrder.objects.select_for_update()
+            .filter(worker_id=worker_id, status__in=WorkOrder.HELD)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         worker = get_locked(Worker.objects, worker_id, what="worker")
-        ensure_worker_owner(actor, worker)
         now = timezone.now()
         if status is None and worker.status == Worker.Status.OFFLINE:
             status = Worker.Status.IDLE
@@ -48,7 +56,7 @@ def worker_heartbeat(*, actor: User, worker_id: UUID, status: str | None = None)
         worker.save(update_fields=["last_heartbeat_at", "updated_at"])
         if status is not None and status != worker.status:
             _change_status(actor=actor, worker=worker, status=status, action=AuditAction.WORKER_STATUS_CHANGED)
-        WorkOrder.objects.filter(worker=worker, status__in=WorkOrder.HELD).update(
+        WorkOrder.objects.filter(pk__in=held, worker=worker, status__in=WorkOrder.HELD).update(
             lease_expires_at=now + timedelta(seconds=settings.HOL_LEASE_SECONDS)
         )
     return worker
