@@ -10,4 +10,7 @@ class HolConfig(AppConfig):
     verbose_name = "HOL"
 
     def ready(self) -> None:
-        from hol import auth  # noqa: F401 - connects the revocation receivers
+        from hol import (
+            auth,  # noqa: F401 - connects the revocation receivers
+            schema,  # noqa: F401 - registers the schema extension of HOL's JWT authentication
+        )

@@ -230,7 +230,7 @@ def _refused_by_csrf(request: HttpRequest) -> bool:
     return CsrfViewMiddleware(lambda _: None).process_view(request, None, (), {}) is not None
 
 
-def _authenticate_and_claim(request: HttpRequest, waiting: bool) -> tuple[Any, dict, WorkOrder | None]:
+def _authenticate_and_claim(request: HttpRequest, waiting: bool) -> tuple[Any, dict, dict | None]:
     try:
         # A bearer token authenticates by itself (or fails, 401); anything else falls back to the
         # session cookie, which a POST may only use with the CSRF token.
@@ -271,12 +271,16 @@ def _stop_waiting(worker_id: Any) -> None:
         redis_client().delete(_waiter_key(worker_id))
 
 
-def _claim(actor: Any, worker_id: Any) -> WorkOrder | None:
+def _claim(actor: Any, worker_id: Any) -> dict | None:
+    """The claimed work order as the API shows it, rendered here, off the event loop (it reads)."""
     work_order = task_services.work_order_claim(actor=actor, worker_id=worker_id)
-    return WorkOrder.objects.select_related("task").get(pk=work_order.pk) if work_order is not None else None
+    if work_order is None:
+        return None
+    fresh = WorkOrder.objects.select_related("task", "task__assigned_to", "task__created_by").get(pk=work_order.pk)
+    return WorkOrderSerializer(fresh).data
 
 
-def _claim_again(actor: Any, worker_id: Any) -> tuple[WorkOrder | None, datetime | None]:
+def _claim_again(actor: Any, worker_id: Any) -> tuple[dict | None, datetime | None]:
     """Claim; when nothing is claimable, also say when the next backed-off work order will be."""
     try:
         work_order = _claim(actor, worker_id)
@@ -337,10 +341,10 @@ async def queue_claim(request: HttpRequest) -> JsonResponse | HttpResponse:
     return _claim_response(work_order)
 
 
-def _claim_response(work_order: WorkOrder | None) -> HttpResponse:
+def _claim_response(work_order: dict | None) -> HttpResponse:
     if work_order is None:
         return HttpResponse(status=204)
-    return JsonResponse(WorkOrderSerializer(work_order).data, encoder=DjangoJSONEncoder)
+    return JsonResponse(work_order, encoder=DjangoJSONEncoder)
 
 
 def _asks_to_wait(request: HttpRequest) -> bool:
