@@ -60,9 +60,11 @@ def terminate_stale_sessions() -> int:
 # Each attempt has socket timeouts, but a receiver dripping bytes could hold a worker process
 # for ever: the whole attempt is bounded too.
 @shared_task(name="tasks.tasks.send_task_callback", ignore_result=True, soft_time_limit=30, time_limit=45)
-def send_task_callback(task_id: str, status: str, attempt: int = 1) -> None:
+def send_task_callback(task_id: str, status: str, attempt: int = 1, delivery_id: str = "") -> None:
     """POST a final task's outcome to its callback_url; retried with back-off while the service
     says so. Dispatched on commit by the change that made the task final."""
-    retry_in = task_services.task_callback_send(task_id=task_id, status=status, attempt=attempt)
+    retry_in = task_services.task_callback_send(
+        task_id=task_id, status=status, attempt=attempt, delivery_id=delivery_id
+    )
     if retry_in is not None:
-        send_task_callback.apply_async((task_id, status, attempt + 1), countdown=retry_in)
+        send_task_callback.apply_async((task_id, status, attempt + 1, delivery_id), countdown=retry_in)

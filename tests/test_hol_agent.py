@@ -384,3 +384,54 @@ def pending_path_request(http: httpx.Client, path: str) -> dict:
 
 def pending_command_request(http: httpx.Client, command: str) -> dict:
     return pending_where(http, lambda details: details.get("command") == command)
+
+
+# --- Claude Code as the agent (agents/claude_agent.py), with a stand-in for the `claude` binary ---
+
+FAKE_CLAUDE = """#!{python}
+import json, os, sys
+with open(os.environ["FAKE_CLAUDE_OUT"], "w") as out:
+    json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(), "pythonpath": os.environ.get("PYTHONPATH", ""),
+               "token": bool(os.environ.get("HOL_TOKEN"))}}, out)
+print("claude: working on it")
+sys.exit(int(os.environ.get("FAKE_CLAUDE_EXIT", "0")))
+"""
+
+
+def run_claude_agent(env: dict, tmp_path: Path, **extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    fake = tmp_path / "claude"
+    fake.write_text(FAKE_CLAUDE.format(python=sys.executable))
+    fake.chmod(0o755)
+    out = tmp_path / "claude.json"
+    clean = {"PATH": os.environ["PATH"], "CLAUDE_BIN": str(fake), "FAKE_CLAUDE_OUT": str(out), **env, **extra}
+    command = [sys.executable, str(ROOT / "agents" / "claude_agent.py")]
+    result = subprocess.run(command, env=clean, capture_output=True, text=True, timeout=60)
+    return result, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_the_claude_agent_runs_claude_headless_on_the_task_with_hols_hooks(agent, new_task, tmp_path):
+    http, env = agent
+    task = http.post("/api/v1/tasks", json=new_task(objective="Make the login test pass")).json()
+    result, seen = run_claude_agent({**env, "HOL_TASK_ID": task["id"]}, tmp_path, CLAUDE_WORKDIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "claude: working on it" in result.stdout
+    assert seen["argv"][0] == "-p" and "Make the login test pass" in seen["argv"][1]
+    assert seen["argv"][2:4] == ["--settings", str(ROOT / "agents" / "claude-settings.json")]
+    assert seen["cwd"] == str(tmp_path)
+    assert str(ROOT) in seen["pythonpath"].split(os.pathsep), "the hooks' `python -m hol_agent` must import"
+    assert seen["token"], "the hooks need the run's token"
+
+
+def test_the_claude_agents_exit_code_is_claudes(agent, new_task, tmp_path):
+    http, env = agent
+    task = http.post("/api/v1/tasks", json=new_task()).json()
+    result, _ = run_claude_agent({**env, "HOL_TASK_ID": task["id"]}, tmp_path, FAKE_CLAUDE_EXIT="3")
+    assert result.returncode == 3
+
+
+def test_the_claude_agent_says_when_claude_is_missing(agent, new_task, tmp_path):
+    http, env = agent
+    task = http.post("/api/v1/tasks", json=new_task()).json()
+    result, _ = run_claude_agent({**env, "HOL_TASK_ID": task["id"]}, tmp_path, CLAUDE_BIN=str(tmp_path / "nope"))
+    assert result.returncode == 127
+    assert "cannot start" in result.stderr

@@ -36,7 +36,9 @@ def callback_dispatch_on_commit(*, task_id: UUID, status: str) -> None:
     def send() -> None:
         from tasks.tasks import send_task_callback  # the Celery module imports the services
 
-        send_task_callback.delay(str(task_id), status)
+        # One id for the delivery, kept by its retries, so a receiver that answered but whose
+        # answer was lost can tell the retry is one it already has.
+        send_task_callback.delay(str(task_id), status, 1, secrets.token_hex(16))
 
     transaction.on_commit(send, robust=True)
 
@@ -45,12 +47,12 @@ def _tail(text: str) -> str:
     return text if len(text) <= SUMMARY_CHARS else "…" + text[-SUMMARY_CHARS:]
 
 
-def callback_payload(*, task: Task, sent_at: datetime) -> dict[str, Any]:
+def callback_payload(*, task: Task, sent_at: datetime, delivery_id: str = "") -> dict[str, Any]:
     """What the receiver gets. `sent_at` is X-HOL-Timestamp too, inside the signed body, so a
-    receiver can refuse old deliveries; `delivery_id` tells retries of one delivery apart from
-    a new one."""
+    receiver can refuse old deliveries; `delivery_id` is the same on every retry of one delivery,
+    so a receiver can drop one it already has."""
     payload: dict[str, Any] = {
-        "delivery_id": secrets.token_hex(16),
+        "delivery_id": delivery_id or secrets.token_hex(16),
         "task_id": str(task.pk),
         "status": task.status,
         "title": task.title,
@@ -71,7 +73,7 @@ def callback_payload(*, task: Task, sent_at: datetime) -> dict[str, Any]:
 
 
 def task_callback_send(
-    *, task_id: UUID | str, status: str, attempt: int = 1, now: datetime | None = None
+    *, task_id: UUID | str, status: str, attempt: int = 1, delivery_id: str = "", now: datetime | None = None
 ) -> float | None:
     """One attempt to POST the task's outcome to its callback_url. Returns the seconds to wait
     before the next attempt, or None when done: delivered, refused, or out of attempts (each
@@ -81,7 +83,8 @@ def task_callback_send(
     if task is None or task.status != status or not task.callback_url:
         return None
     now = now or timezone.now()
-    body = json.dumps(callback_payload(task=task, sent_at=now), separators=(",", ":")).encode()
+    payload = callback_payload(task=task, sent_at=now, delivery_id=delivery_id)
+    body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "HOL-callback",
