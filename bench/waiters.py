@@ -176,6 +176,8 @@ def main() -> int:
     wanted = min(hard, max(soft, 2 * args.agents + 256))  # one socket per waiter, plus the usual
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # daphne inherits it too
     os.environ["DATABASE_URL"] = fresh_database(base_url, args.database)
+    # The waits must outlast the whole round of cancels, however long it takes here.
+    os.environ.setdefault("HOL_APPROVAL_WAIT_MAX_SECONDS", str(WAIT_SECONDS))
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ.setdefault("HOL_RUN_WORK_IN_CELERY", "0")
     os.environ.setdefault("HOL_APPROVAL_RATE_PER_MINUTE", "100000")
