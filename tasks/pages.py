@@ -46,6 +46,13 @@ FIELD_OF_CODE = {
 }
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows nothing, not `null`, when left empty."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value in (None, "", {}) else super().prepare_value(value)
+
+
 class TaskForm(forms.Form):
     title = forms.CharField(max_length=200, required=False)
     objective = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
@@ -67,7 +74,7 @@ class TaskForm(forms.Form):
         to_field_name="username",
         label="Responsible person",
     )
-    inputs = forms.JSONField(
+    inputs = OptionalJSONField(
         required=False,
         label="Inputs (JSON)",
         widget=forms.Textarea(

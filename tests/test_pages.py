@@ -5,6 +5,7 @@ real-browser tests are in test_pages_browser.py.)"""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -265,3 +266,8 @@ def test_the_audit_page_shows_beats_latest_verification(bob_client, task):
     content = bob_client.get("/audit/").content.decode()
     assert "chain intact" in content
     assert "by Beat" in content
+
+
+def test_an_empty_inputs_field_stays_empty_when_the_form_shows_again(bob_client):
+    page = bob_client.post("/tasks/", {**FORM, "repo": "https://evil.example/x"}).content.decode()
+    assert not re.search(r">\s*null\s*</textarea>", page)
