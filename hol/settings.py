@@ -9,8 +9,6 @@ entry points (manage.py, `./bin/hol`, the ASGI and Celery apps, the test run) pr
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -280,17 +278,6 @@ HOL_APPROVAL_EXPIRY_WARNING_SECONDS = env_int("HOL_APPROVAL_EXPIRY_WARNING_SECON
 # `webhook` (empty: none), and how long one POST may take.
 HOL_APPROVAL_WEBHOOK_URL = os.environ.get("HOL_APPROVAL_WEBHOOK_URL", "")
 HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 3))
-# Task callbacks (a task's callback_url, POSTed once the task is final): plain http, and addresses
-# inside the network (private, loopback, link-local), only for hosts named here (comma-separated).
-HOL_CALLBACK_ALLOWED_HOSTS = [host.lower() for host in env_list("HOL_CALLBACK_ALLOWED_HOSTS")]
-# Attempts per callback (connection errors and 5xx are retried with back-off: base * 2**n seconds),
-# and how long one POST may take.
-HOL_CALLBACK_MAX_ATTEMPTS = env_int("HOL_CALLBACK_MAX_ATTEMPTS", 4)
-HOL_CALLBACK_BACKOFF_SECONDS = float(os.environ.get("HOL_CALLBACK_BACKOFF_SECONDS", 5))
-HOL_CALLBACK_TIMEOUT_SECONDS = float(os.environ.get("HOL_CALLBACK_TIMEOUT_SECONDS", 5))
-# Signs every callback body (X-HOL-Signature, HMAC-SHA256): HOL_CALLBACK_SECRET, else a random key
-# made once per data dir. Receivers hold the same value to verify.
-HOL_CALLBACK_SECRET = env_secret("HOL_CALLBACK_SECRET", HOL_DATA_DIR, datadir.CALLBACK_SECRET_FILE)
 # Approval requests one account may make per minute (429 with Retry-After beyond).
 HOL_APPROVAL_RATE_PER_MINUTE = env_int("HOL_APPROVAL_RATE_PER_MINUTE", 30)
 # How often an agent long-polling an approval linked to its work order heartbeats its worker.
@@ -340,30 +327,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("HOL_LOG_LEVEL", "INFO")},
 }
 
-# --- agent runs ---
-# Celery workers carry out every enqueued work order by running HOL_AGENT_COMMAND; off leaves the
-# queue to agents that claim over the API.
-HOL_RUN_WORK_IN_CELERY = env_bool("HOL_RUN_WORK_IN_CELERY", True)
-# The agent command (shell words; a leading `python` means this interpreter). Default: the bundled
-# reference agent (agents/reference_agent.py: edits planned in the task's inputs, approved by a
-# person); empty: the bundled demo agent, which only walks through the stages.
-HOL_AGENT_COMMAND = os.environ.get(
-    "HOL_AGENT_COMMAND", shlex.join([sys.executable, str(BASE_DIR / "agents" / "reference_agent.py")])
-)
-# Where agents reach HOL's API (given to them as HOL_API_URL).
-HOL_API_URL = os.environ.get("HOL_API_URL", f"http://127.0.0.1:{os.environ.get('HOL_PORT', '8000')}")
-# Per-execution trace folders: HOL_TRACE_ROOT/<task>/<attempt>/ (output.log, events.jsonl, result.json).
-HOL_TRACE_ROOT = Path(os.environ.get("HOL_TRACE_ROOT", HOL_DATA_DIR / "traces")).resolve()
-# Limits on each agent process (0: none): CPU seconds (RLIMIT_CPU) and writable memory (RLIMIT_DATA).
-HOL_AGENT_CPU_SECONDS = env_int("HOL_AGENT_CPU_SECONDS", 3600)
-HOL_AGENT_MEMORY_MB = env_int("HOL_AGENT_MEMORY_MB", 4096)
-# How often a run heartbeats and checks whether its work order was cancelled.
-HOL_AGENT_POLL_SECONDS = float(os.environ.get("HOL_AGENT_POLL_SECONDS", 1))
-# After SIGTERM to the agent's process group, how long before SIGKILL.
-HOL_AGENT_KILL_GRACE_SECONDS = float(os.environ.get("HOL_AGENT_KILL_GRACE_SECONDS", 3))
-# Extra environment variables passed through to agents (comma-separated names, e.g. an LLM API
-# key); nothing else of HOL's environment (database URL, secret key) reaches them.
-HOL_AGENT_ENV_PASSTHROUGH = env_list("HOL_AGENT_ENV_PASSTHROUGH")
+# --- agent runs and task callbacks (hol/settings_runs.py) ---
+from hol.settings_runs import *  # noqa: E402, F403
 
 # --- pages and live channels ---
 INSTALLED_APPS += ["django.contrib.humanize"]  # times in words ("3 minutes ago")
@@ -374,22 +339,8 @@ TEMPLATES[0]["OPTIONS"]["context_processors"].append("hol.pages.nav_context")
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
-# No inline script or style anywhere in HOL's pages: text an agent smuggles in cannot run. The
-# admin and the Swagger UI ship inline code of their own, so they are left out.
-CONTENT_SECURITY_POLICY = {
-    "EXCLUDE_URL_PREFIXES": ["/admin/", "/api/docs"],
-    "DIRECTIVES": {
-        "default-src": ["'self'"],
-        "script-src": ["'self'"],
-        "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],
-        "connect-src": ["'self'"],
-        "object-src": ["'none'"],
-        "base-uri": ["'none'"],
-        "frame-ancestors": ["'none'"],
-        "form-action": ["'self'"],
-    },
-}
+from hol.settings_pages import CONTENT_SECURITY_POLICY  # noqa: E402, F401
+
 # channels-redis drops group messages silently once a subscriber's channel holds `capacity`;
 # pages also catch up from the database by id, but a roomy channel keeps bursts off that path.
 CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("HOL_CHANNEL_CAPACITY", 5000)

@@ -19,7 +19,8 @@ from hol.health import healthz, version
 from hol.pages import LoginView, dashboard
 from notifications.api import NotificationViewSet
 from notifications.pages import notification_list, notification_read
-from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet, queue_claim
+from tasks.api import QueueViewSet, SessionViewSet, TaskViewSet, WorkerViewSet
+from tasks.claim_wait import queue_claim
 from tasks.pages import task_cancel, task_detail, task_list
 
 router = DefaultRouter()
