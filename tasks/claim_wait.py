@@ -37,7 +37,6 @@ from hol.pubsub import redis_client, shared_subscriber
 from hol.run_scope import OUT_OF_SCOPE, run_scope
 from tasks import selectors
 from tasks import services as task_services
-from tasks.models import WorkOrder
 from tasks.serializers import (
     ClaimSerializer,
     WorkOrderSerializer,
@@ -97,12 +96,10 @@ def _stop_waiting(worker_id: Any) -> None:
 
 
 def _claim(actor: Any, worker_id: Any) -> dict | None:
-    """The claimed work order as the API shows it, rendered here, off the event loop (it reads)."""
+    """The claimed work order as the API shows it (the claim returns it with its task), rendered
+    here, off the event loop: an assignee's name is one more read."""
     work_order = task_services.work_order_claim(actor=actor, worker_id=worker_id)
-    if work_order is None:
-        return None
-    fresh = WorkOrder.objects.select_related("task", "task__assigned_to", "task__created_by").get(pk=work_order.pk)
-    return WorkOrderSerializer(fresh).data
+    return None if work_order is None else WorkOrderSerializer(work_order).data
 
 
 def _claim_again(actor: Any, worker_id: Any) -> tuple[dict | None, datetime | None]:

@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 SUMMARY_CHARS = 4000  # of the output or the error, from its end (where the conclusion is)
 
 
-def callback_dispatch_on_commit(*, task_id: UUID, status: str) -> None:
+def callback_dispatch_on_commit(*, task_id: UUID, status: str, has_callback: bool | None = None) -> None:
     """Once the change that made the task `status` (final) commits, a Celery task POSTs its
-    outcome, if the task names a callback_url. Nothing is sent for a rollback."""
+    outcome, if the task names a callback_url (`has_callback`, when the caller already knows)."""
     if status not in Task.FINAL:
         return
-    if not Task.objects.filter(pk=task_id).exclude(callback_url="").exists():
+    if has_callback is None:
+        has_callback = Task.objects.filter(pk=task_id).exclude(callback_url="").exists()
+    if not has_callback:
         return
 
     def send() -> None:

@@ -235,9 +235,11 @@ def work_order_complete(
     ensure_work_order_in_scope(actor, work_order_id)
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        work_order = complete_in_one_statement(actor=actor, work_order_id=work_order_id, output=output, now=now)
+        work_order, has_callback = complete_in_one_statement(
+            actor=actor, work_order_id=work_order_id, output=output, now=now
+        )
         # Outside a transaction the statement has committed and this dispatches at once.
-        callback_dispatch_on_commit(task_id=work_order.task_id, status=Task.Status.COMPLETED)
+        callback_dispatch_on_commit(task_id=work_order.task_id, status=Task.Status.COMPLETED, has_callback=has_callback)
         return work_order
     with transaction.atomic():
         work_order = _get_held(actor, work_order_id, WorkOrder.Status.COMPLETED)

@@ -90,7 +90,8 @@ def claim_in_one_statement(
     raise RuntimeError(f"hol_work_order_claim answered {outcome!r} ({fact!r})")
 
 
-def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, now: datetime) -> WorkOrder:
+def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, now: datetime) -> tuple[WorkOrder, bool]:
+    """The completed work order, and whether its task names a callback_url."""
     outcome, fact, (work_order,) = call_queue_function(
         "hol_work_order_complete",
         [work_order_id, *actor_params(actor), now, output],
@@ -106,7 +107,7 @@ def complete_in_one_statement(*, actor: Any, work_order_id: UUID, output: str, n
         refuse_task_status(fact, Task.Status.COMPLETED)
     elif outcome == "ok":
         audit_seal_after_commit()
-        return work_order
+        return work_order, fact == "callback"
     raise RuntimeError(f"hol_work_order_complete answered {outcome!r} ({fact!r})")
 
 
