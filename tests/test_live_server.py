@@ -59,6 +59,23 @@ def test_live_server_serves_the_interactive_api_docs(base_url, transactional_db)
     assert "swagger" in response.text.lower()
 
 
+def test_live_server_serves_static_files_with_their_type(base_url, transactional_db):
+    response = httpx.get(f"{base_url}/static/hol/hol.css", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert response.content == (ROOT / "static" / "hol" / "hol.css").read_bytes()
+    assert httpx.get(f"{base_url}/static/hol/nothing.css", timeout=10).status_code == 404
+
+
+def test_every_middleware_runs_on_the_event_loop_under_daphne():
+    """A sync-only middleware makes every request cross to a thread and back around it."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
+    assert sync_only == []
+
+
 def test_live_server_serves_the_openapi_schema_with_the_queue(base_url, transactional_db):
     response = httpx.get(f"{base_url}/api/schema/", timeout=10)
     assert response.status_code == 200
