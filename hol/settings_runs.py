@@ -25,6 +25,12 @@ HOL_AGENT_COMMAND = os.environ.get(
 )
 # Where agents reach HOL's API (given to them as HOL_API_URL).
 HOL_API_URL = os.environ.get("HOL_API_URL", f"http://127.0.0.1:{os.environ.get('HOL_PORT', '8000')}")
+# The operating-system account agents run as (the worker must run as root to switch to it). Unset,
+# an agent runs as the worker's account and can read whatever the worker can, the data dir's keys
+# included: set it wherever agents or the repositories they test are not trusted as much as HOL.
+# Its trace folder becomes its home, so HOL_TRACE_ROOT must be reachable by it (outside the
+# private HOL_DATA_DIR).
+HOL_AGENT_USER = os.environ.get("HOL_AGENT_USER", "")
 # Per-execution trace folders: HOL_TRACE_ROOT/<task>/<attempt>/ (output.log, events.jsonl, result.json).
 HOL_TRACE_ROOT = Path(os.environ.get("HOL_TRACE_ROOT", HOL_DATA_DIR / "traces")).resolve()
 # Limits on each agent process (0: none): CPU seconds (RLIMIT_CPU) and writable memory (RLIMIT_DATA).

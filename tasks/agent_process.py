@@ -23,6 +23,8 @@ from typing import Any
 
 from django.conf import settings
 
+from tasks.agent_user import AgentUser
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +73,13 @@ def _limit_child(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
     return apply
 
 
+def _account(user: AgentUser | None) -> dict[str, Any]:
+    if user is None:
+        return {}
+    # Its own groups only: none of the worker's supplementary groups carry over.
+    return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+
+
 def _kill_group(process: subprocess.Popen, grace: float) -> None:
     """SIGTERM to the whole process group, SIGKILL to what is left after `grace` seconds."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -109,10 +118,11 @@ def run_agent(
     cpu_seconds: int = 0,
     memory_mb: int = 0,
     kill_grace_seconds: float = 3.0,
+    user: AgentUser | None = None,
 ) -> AgentOutcome:
-    """Run `command` in a new process group and session, handing its stdout/stderr lines to
-    `on_lines` in batches. Every `poll_seconds` `keep_going()` is asked whether to continue; a
-    False, or the time budget running out, kills the whole group."""
+    """Run `command` in a new process group and session (as `user`'s account when given),
+    handing its stdout/stderr lines to `on_lines` in batches. Every `poll_seconds` `keep_going()`
+    is asked whether to continue; a False, or the time budget running out, kills the whole group."""
     started = time.monotonic()
     deadline = started + time_budget_seconds
     lines: queue.Queue = queue.Queue()
@@ -127,6 +137,7 @@ def run_agent(
         start_new_session=True,
         # The reader threads start after this fork, so the child runs preexec_fn single-threaded.
         preexec_fn=_limit_child(cpu_seconds, memory_mb),
+        **_account(user),
     )
     readers = [
         threading.Thread(target=_pump, args=(process.stdout, "stdout", lines), daemon=True),

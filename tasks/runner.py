@@ -28,6 +28,7 @@ from hol.errors import DomainError
 from hol.redact import redact
 from tasks import services as task_services
 from tasks.agent_process import ROOT, AgentOutcome, agent_command, run_agent
+from tasks.agent_user import AgentUser, AgentUserError, agent_user, hand_over
 from tasks.models import Execution, Worker, WorkOrder
 from tasks.services.runs import celery_account_ensure, celery_worker_ensure, run_start
 
@@ -62,6 +63,8 @@ def celery_identity() -> CeleryIdentity:
         account = celery_account_ensure(hostname=hostname)
         worker = celery_worker_ensure(account=account, name=f"celery {hostname} pid {pid}")
         _identity[pid] = CeleryIdentity(account=account, worker_id=worker.pk)
+        if os.geteuid() == 0 and not settings.HOL_AGENT_USER:
+            log.warning("agents run as root: set HOL_AGENT_USER so they cannot read HOL's keys")
     return _identity[pid]
 
 
@@ -74,8 +77,12 @@ def agent_token(account: Any, *, work_order: WorkOrder, lifetime_seconds: float)
     return str(token)
 
 
-def agent_env(*, token: str, work_order: WorkOrder, session_id: str, trace_dir: Path) -> dict[str, str]:
+def agent_env(
+    *, token: str, work_order: WorkOrder, session_id: str, trace_dir: Path, user: AgentUser | None = None
+) -> dict[str, str]:
     env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    if user is not None:  # its own account: its trace folder is its home
+        env.update(HOME=str(trace_dir), USER=user.name, LOGNAME=user.name)
     env.update({name: os.environ[name] for name in settings.HOL_AGENT_ENV_PASSTHROUGH if name in os.environ})
     env.update(
         HOL_API_URL=settings.HOL_API_URL,
@@ -174,6 +181,16 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
         return None
     trace_dir = Path(execution.trace_path)
     trace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        user = agent_user()
+        if user is not None:
+            hand_over(trace_dir, user)
+    except (AgentUserError, OSError) as error:
+        outcome = AgentOutcome(
+            ended="exited", exit_code=None, reason=f"agent could not start: {error}", duration_seconds=0
+        )
+        _report(identity, work_order=work_order, execution=execution, outcome=outcome, secrets=[])
+        return outcome
     task = work_order.task
     session_id = execution.agent_session.session_id
     budget = float(task.time_budget_seconds)
@@ -187,7 +204,7 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
     try:
         outcome = run_agent(
             agent_command(),
-            env=agent_env(token=token, work_order=work_order, session_id=session_id, trace_dir=trace_dir),
+            env=agent_env(token=token, work_order=work_order, session_id=session_id, trace_dir=trace_dir, user=user),
             cwd=trace_dir,
             time_budget_seconds=budget,
             on_lines=streamer,
@@ -196,6 +213,7 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
             cpu_seconds=settings.HOL_AGENT_CPU_SECONDS,
             memory_mb=settings.HOL_AGENT_MEMORY_MB,
             kill_grace_seconds=settings.HOL_AGENT_KILL_GRACE_SECONDS,
+            user=user,
         )
     except OSError as error:  # the command could not start at all
         outcome = AgentOutcome(
@@ -222,7 +240,16 @@ def _write_result(
         "finished_at": timezone.now().isoformat(),
         "duration_seconds": outcome.duration_seconds,
     }
-    (trace_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    # The folder may be the agent's own: a link it left under this name must not redirect the write.
+    path = trace_dir / "result.json"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(json.dumps(result, indent=2) + "\n")
+    except OSError:
+        log.warning("could not write %s (the run's outcome is reported all the same)", path, exc_info=True)
 
 
 def _report(

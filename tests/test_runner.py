@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from hol.redact import REDACTED, redact
 from notifications.models import Notification
 from tasks import services as task_services
 from tasks.agent_process import run_agent
+from tasks.agent_user import AgentUser, AgentUserError, agent_user, hand_over
 from tasks.models import Execution, Task, WorkOrder
 from tasks.tasks import requeue_lapsed_work
 from tests.live import database_url
@@ -490,3 +494,108 @@ def test_work_of_a_killed_celery_worker_is_completed_once_by_another(start_worke
     executions = list(Execution.objects.filter(task=task).order_by("attempt").values_list("attempt", "status"))
     assert executions == [(1, "failed"), (2, "completed")]
     assert AuditEntry.objects.filter(task_id=task.pk, action="work_order.completed").count() == 1
+
+
+# --- the agent's own account (HOL_AGENT_USER) ---
+
+AGENT_ACCOUNT = "hol-agent-test"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the test interpreter may live where another account cannot go
+
+
+@pytest.fixture(scope="module")
+def agent_account():
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("running an agent as another account needs root")
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(AGENT_ACCOUNT)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", AGENT_ACCOUNT], check=True
+    )
+    return pwd.getpwnam(AGENT_ACCOUNT)
+
+
+@pytest.fixture
+def open_folders():
+    """Folders outside pytest's private tmp tree, so only their own modes decide who enters."""
+    made: list[Path] = []
+
+    def make(prefix: str, mode: int) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        path.chmod(mode)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+AGENT_PROBE = """\
+import os, sys
+print("uid", os.getuid())
+for path in sys.argv[1:]:
+    path = f"/proc/{os.getppid()}/environ" if path == "PARENT_ENV" else path
+    try:
+        open(path, "rb").read()
+        print("READ", path)
+    except OSError as error:
+        print("denied", type(error).__name__, path)
+open(os.path.join(os.environ["HOME"], "note.txt"), "w").write("mine")
+# A trap for the worker, which writes result.json here after the run, as root.
+os.symlink(sys.argv[1], os.path.join(os.environ["HOME"], "result.json"))
+print("home is the trace folder:", os.environ["HOME"] == os.environ["HOL_TRACE_DIR"])
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_agent_under_its_own_account_cannot_read_hols_keys_or_the_workers_environment(
+    start_worker, make_task, agent_account, open_folders
+):
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip(f"needs {SYSTEM_PYTHON}")
+    data_dir = open_folders("hol-data-", 0o700)
+    trace_root = open_folders("hol-traces-", 0o711)
+    probe = trace_root / "probe.py"
+    probe.write_text(AGENT_PROBE)
+    probe.chmod(0o644)
+    secret_key, checkpoint_key = data_dir / "secret-key", data_dir / "audit-checkpoint-key"
+    start_worker(
+        agent_command=f"{SYSTEM_PYTHON} {probe} {secret_key} {checkpoint_key} PARENT_ENV",
+        extra_env={"HOL_AGENT_USER": AGENT_ACCOUNT, "HOL_TRACE_ROOT": str(trace_root), "HOL_DATA_DIR": str(data_dir)},
+    )
+    task = make_task("")
+    wait_for_status(task, Task.Status.COMPLETED)
+    logs = "\n".join(ChatMessage.objects.filter(task=task, event_type="log").values_list("content", flat=True))
+    assert secret_key.exists() and checkpoint_key.exists()  # the worker made them, and may read them
+    assert f"uid {agent_account.pw_uid}" in logs
+    assert "READ" not in logs
+    assert f"denied PermissionError {secret_key}" in logs
+    assert f"denied PermissionError {checkpoint_key}" in logs
+    assert "denied PermissionError /proc/" in logs
+    assert "home is the trace folder: True" in logs
+    trace = Path(Execution.objects.get(task=task).trace_path)
+    assert trace.stat().st_uid == agent_account.pw_uid
+    assert json.loads((trace / "result.json").read_text())["exit_code"] == 0  # written in place of the link
+    assert not (trace / "result.json").is_symlink()
+    assert "exit_code" not in secret_key.read_text()
+    assert (trace / "note.txt").read_text() == "mine"
+    assert "uid" in (trace / "output.log").read_text()
+
+
+def test_a_trace_root_the_agent_account_cannot_reach_is_refused_with_a_reason(agent_account, open_folders):
+    private = open_folders("hol-data-", 0o700)
+    trace_dir = private / "traces" / "task" / "1"
+    trace_dir.mkdir(parents=True)
+    user = AgentUser(name=AGENT_ACCOUNT, uid=agent_account.pw_uid, gid=agent_account.pw_gid, groups=())
+    with pytest.raises(AgentUserError, match="HOL_TRACE_ROOT"):
+        hand_over(trace_dir, user)
+
+
+def test_the_agent_account_may_not_be_root_or_the_workers_own(settings):
+    settings.HOL_AGENT_USER = "root"
+    with pytest.raises(AgentUserError, match="root"):
+        agent_user()
+    settings.HOL_AGENT_USER = "no-such-account-here"
+    with pytest.raises(AgentUserError, match="not an account"):
+        agent_user()
