@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from uuid import UUID
 
-from django.db import models
+from django.db import connection, models
 
 from hol.errors import NotFound
 
@@ -30,18 +30,26 @@ def get_locked(
     lock: bool = True,
     skip_locked: bool = False,
     of: tuple[str, ...] = (),
-) -> M:
+    or_none: bool = False,
+) -> M | None:
     """Fetch one row by primary key, `SELECT … FOR UPDATE` unless `lock=False`.
 
     The id is parsed once (UUID primary keys); a malformed or missing id raises NotFound, and so
-    does a row another transaction holds when `skip_locked` is set (Beat passes over it)."""
+    does a row another transaction holds when `skip_locked` is set (Beat passes over it). With
+    `or_none`, None instead of NotFound: for a row that may rightly be gone or moved on."""
     model = queryset.model
-    if isinstance(model._meta.pk, models.UUIDField):
-        pk = parse_uuid(pk, what=what)
-    qs = queryset.all()
-    if lock:
-        qs = qs.select_for_update(skip_locked=skip_locked, of=of)
     try:
-        return qs.get(pk=pk)
-    except (model.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"{what} {pk} not found") from None
+        if isinstance(model._meta.pk, models.UUIDField):
+            pk = parse_uuid(pk, what=what)
+        qs = queryset.all()
+        if lock:
+            skip_locked = skip_locked and connection.features.has_select_for_update_skip_locked
+            qs = qs.select_for_update(skip_locked=skip_locked, of=of)
+        try:
+            return qs.get(pk=pk)
+        except (model.DoesNotExist, ValueError, TypeError):
+            raise NotFound(f"{what} {pk} not found") from None
+    except NotFound:
+        if or_none:
+            return None
+        raise

@@ -10,7 +10,7 @@ from django.db import models, transaction
 from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import SYSTEM
-from hol.errors import NotFound
+from hol.fetch import get_locked
 from notifications.broadcast import notifications_changed
 from notifications.models import Notification
 
@@ -43,9 +43,7 @@ def notification_mark_read(*, actor: Any, notification_id: int) -> Notification:
     """A user marks one of their own notifications read (others' are not found, not forbidden,
     so their existence does not leak)."""
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().filter(pk=notification_id, user=actor).first()
-        if notification is None:
-            raise NotFound(f"notification {notification_id} not found")
+        notification = get_locked(Notification.objects.filter(user=actor), notification_id, what="notification")
         if not notification.is_read:
             notification.is_read = True
             notification.save(update_fields=["is_read"])

@@ -524,3 +524,15 @@ def test_queue_status_counts_completed_and_failed(as_agent_007, make_task, worke
 
 def test_queue_status_requires_authentication(db):
     assert APIClient().get("/api/v1/queue/status").status_code == 401
+
+
+def test_a_held_work_order_without_its_running_execution_is_refused_not_passed_over(
+    as_agent_007, worker_007, make_task
+):
+    enqueue(as_agent_007, make_task())
+    work_order_id = claim(as_agent_007, worker_007).json()["id"]
+    Execution.objects.filter(work_order_id=work_order_id).delete()  # a row lost by hand
+    response = fail(as_agent_007, work_order_id)
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "invalid_transition"
+    assert WorkOrder.objects.get(pk=work_order_id).status == "claimed"

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -234,16 +234,6 @@ def approval_expire_if_overdue(*, request_id: UUID | str, now: datetime | None =
     return True
 
 
-def _lock_due(pk: Any, **conditions: Any) -> ApprovalRequest | None:
-    """The row, locked, if it still meets the conditions and nobody else holds it (Beat passes over
-    a row a decision or another Beat run is working on)."""
-    skip_locked = connection.features.has_select_for_update_skip_locked
-    try:
-        return get_locked(ApprovalRequest.objects.filter(**conditions), pk, what=WHAT, skip_locked=skip_locked)
-    except NotFound:
-        return None
-
-
 def approvals_expire_overdue(*, now: datetime | None = None, among: QuerySet | None = None) -> int:
     """Pending requests past `expires_at` (of `among`, when given: those a list is about to show)
     become expired (HOL is the actor); the requester and the approvers are told. Safe to run twice
@@ -255,7 +245,9 @@ def approvals_expire_overdue(*, now: datetime | None = None, among: QuerySet | N
     due = due.order_by().values_list("pk", flat=True)
     for pk in list(due[:1000]):
         with transaction.atomic():
-            request = _lock_due(pk, status=Status.PENDING, expires_at__lte=now)
+            # Locked if still due and nobody else holds it (Beat passes over a row being decided).
+            due_now = ApprovalRequest.objects.filter(status=Status.PENDING, expires_at__lte=now)
+            request = get_locked(due_now, pk, what=WHAT, skip_locked=True, or_none=True)
             if request is None:
                 continue
             _expire(request, now, policy)
@@ -274,7 +266,8 @@ def approvals_warn_expiring(*, now: datetime | None = None) -> int:
     due = ApprovalRequest.objects.filter(expires_at__lte=horizon, **conditions).values_list("pk", flat=True)
     for pk in list(due[:1000]):
         with transaction.atomic():
-            request = _lock_due(pk, expires_at__lte=horizon, **conditions)
+            still_due = ApprovalRequest.objects.filter(expires_at__lte=horizon, **conditions)
+            request = get_locked(still_due, pk, what=WHAT, skip_locked=True, or_none=True)
             if request is None:
                 continue
             request.expiry_warned_at = now

@@ -29,6 +29,7 @@ from hol.transitions import ensure_transition
 from tasks.models import PRIORITY_RANK, Execution, Task, Worker, WorkOrder
 from tasks.services.callbacks import callback_dispatch_on_commit
 from tasks.services.dispatch import queue_wake_on_commit, run_dispatch_on_commit
+from tasks.services.executions import execution_close
 from tasks.services.notify import _tell_task_owner
 from tasks.services.permissions import ensure_can_manage_task, ensure_worker_owner
 from tasks.services.queue_functions import (
@@ -39,7 +40,7 @@ from tasks.services.queue_functions import (
     ensure_may_finish,
     refuse_task_status,
 )
-from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS
+from tasks.services.transitions import TASK_TRANSITIONS, WORK_ORDER_TRANSITIONS, WORKER_TRANSITIONS
 
 User = AbstractBaseUser
 
@@ -69,6 +70,7 @@ def _set_worker_status(*, actor: User, worker: Worker, status: str, now: datetim
     if status == previous:
         worker.save(update_fields=["last_heartbeat_at"])
         return
+    ensure_transition(previous, status, WORKER_TRANSITIONS, what="worker")
     worker.status = status
     worker.save(update_fields=["status", "last_heartbeat_at", "updated_at"])
     audit_record(
@@ -246,9 +248,7 @@ def work_order_complete(
         _set_task_status(task_id=work_order.task_id, status=Task.Status.COMPLETED, from_statuses=RUNNING_TASK, now=now)
         work_order.status, work_order.completed_at, work_order.lease_expires_at = WorkOrder.Status.COMPLETED, now, None
         work_order.save(update_fields=["status", "completed_at", "lease_expires_at"])
-        Execution.objects.filter(work_order=work_order, status=Execution.Status.RUNNING).update(
-            status=Execution.Status.COMPLETED, completed_at=now, output=output, exit_code=0
-        )
+        execution_close(work_order=work_order, status=Execution.Status.COMPLETED, now=now, output=output, exit_code=0)
         _release_worker(work_order.worker_id, actor=actor, now=now)
         audit_record(
             actor=actor, action=AuditAction.WORK_ORDER_COMPLETED, target=work_order, task_id=work_order.task_id
@@ -290,9 +290,7 @@ def _requeue_or_fail(
     requeue = retryable and work_order.retry_count < work_order.max_retries
     new_status = WorkOrder.Status.QUEUED if requeue else WorkOrder.Status.FAILED
     ensure_transition(work_order.status, new_status, WORK_ORDER_TRANSITIONS, what="work order")
-    Execution.objects.filter(work_order=work_order, status=Execution.Status.RUNNING).update(
-        status=Execution.Status.FAILED, completed_at=now, output=error, exit_code=exit_code
-    )
+    execution_close(work_order=work_order, status=Execution.Status.FAILED, now=now, output=error, exit_code=exit_code)
     work_order.status, work_order.last_error, work_order.lease_expires_at = new_status, error, None
     if requeue:
         work_order.retry_count += 1

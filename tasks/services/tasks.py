@@ -22,6 +22,7 @@ from tasks.intake import apply_aliases, check_intake, check_sizes
 from tasks.models import Execution, Priority, Task, WorkOrder
 from tasks.selectors import holds_a_role
 from tasks.services.callbacks import callback_dispatch_on_commit
+from tasks.services.executions import execution_close
 from tasks.services.intake_approval import needs_intake_approval, open_intake_approval
 from tasks.services.permissions import ensure_can_manage_task
 from tasks.services.queue import _enqueue, _release_worker
@@ -173,9 +174,8 @@ def _lock_pending_intake_approval(task_id: UUID) -> Any:
     request_id = Task.objects.filter(pk=task_id).values_list("intake_approval_id", flat=True).first()
     if request_id is None:
         return None
-    return (
-        ApprovalRequest.objects.select_for_update().filter(pk=request_id, status=ApprovalRequest.Status.PENDING).first()
-    )
+    pending = ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
+    return get_locked(pending, request_id, what="approval request", or_none=True)
 
 
 def _withdraw_intake_approval(*, actor: User, request_id: UUID) -> None:
@@ -198,8 +198,6 @@ def _cancel_active_work(*, actor: User, task: Task) -> None:
         )
         work_order.save(update_fields=["status", "completed_at", "lease_expires_at"])
         if was_held:
-            Execution.objects.filter(work_order=work_order, status=Execution.Status.RUNNING).update(
-                status=Execution.Status.FAILED, completed_at=now, output="cancelled"
-            )
+            execution_close(work_order=work_order, status=Execution.Status.FAILED, now=now, output="cancelled")
             _release_worker(work_order.worker_id, actor=actor)
         audit_record(actor=actor, action=AuditAction.WORK_ORDER_CANCELLED, target=work_order, task_id=task.pk)

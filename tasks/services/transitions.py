@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.models import AgentSession, Task, Worker, WorkOrder
+from tasks.models import AgentSession, Execution, Task, Worker, WorkOrder
 
 TASK_TRANSITIONS = {
     # Approved: queued (and enqueued). Rejected, expired, or withdrawn by its owner: cancelled.
@@ -38,3 +38,5 @@ SESSION_TRANSITIONS = {
     AgentSession.Status.ACTIVE: {AgentSession.Status.IDLE, AgentSession.Status.TERMINATED},
     AgentSession.Status.IDLE: {AgentSession.Status.ACTIVE, AgentSession.Status.TERMINATED},
 }
+# An execution is one attempt: it opens running at the claim and closes once.
+EXECUTION_TRANSITIONS = {Execution.Status.RUNNING: {Execution.Status.COMPLETED, Execution.Status.FAILED}}
