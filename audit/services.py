@@ -37,6 +37,7 @@ from audit.chain import (
 from audit.models import AuditCheckpoint, AuditEntry, AuditVerification
 from audit.selectors import audit_verify, ensure_audit_reader
 from hol.actors import Actor, actor_label, actor_type, is_system, require_actor
+from hol.changes import state_changed
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def audit_seal_after_commit() -> None:
 
 
 def _seal_after_commit() -> None:
+    # Every audited commit passes here once: the moment to tell open dashboards.
+    state_changed()
     # A process that dies between its commit and this kick leaves its entries pending for Beat's
     # checkpoint task, which runs the same sequencer: pending for at most one Beat interval.
     if settings.HOL_AUDIT_SEAL_DELAY_SECONDS > 0:

@@ -13,11 +13,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from chat.models import ChatMessage
+from hol.changes import DASHBOARD_GROUP
 from hol.pubsub import redis_client
 
 log = logging.getLogger(__name__)
-
-DASHBOARD_GROUP = "hol.dashboard"
 
 
 def task_group(task_id: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from chat.broadcast import DASHBOARD_GROUP
+from hol.changes import DASHBOARD_GROUP
 from hol.dashboard import dashboard_snapshot
 from hol.errors import PermissionDenied
 from hol.run_scope import run_scope
@@ -18,9 +18,9 @@ from notifications.broadcast import user_group
 from notifications.selectors import unread_count
 from tasks.selectors import sees_every_task
 
-# The figures have no single writer to hook, so the dashboard socket re-reads them this often
-# and sends them only when they changed.
-DASHBOARD_REFRESH_SECONDS = 3.0
+# Services push a change (hol.changes); this slow re-read only covers what has no audited commit
+# (a session's last activity) and a push lost to a Redis outage. Sent only when they changed.
+DASHBOARD_REFRESH_SECONDS = 30.0
 
 
 class NotificationConsumer(AuthenticatedConsumer):
@@ -69,6 +69,10 @@ class DashboardConsumer(AuthenticatedConsumer):
 
     async def dashboard_activity(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "dashboard.activity", "activity": event["activity"]})
+
+    async def dashboard_changed(self, event: dict[str, Any]) -> None:
+        """A service committed a change (hol.changes): read the figures again."""
+        await self.refresh()
 
     async def disconnect(self, code: int) -> None:
         if self.refresher is not None:

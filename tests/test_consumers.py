@@ -314,6 +314,31 @@ def test_the_dashboard_sends_a_snapshot_then_activity(task, agent, bob):
     assert activity["activity"]["task_title"] == task.title
 
 
+def test_the_dashboard_shows_a_change_pushed_by_a_service_long_before_its_slow_re_read(task, agent, bob):
+    from notifications.consumers import DASHBOARD_REFRESH_SECONDS
+    from tasks.services import worker_register
+
+    headers = session_headers(bob)
+
+    async def scenario():
+        comm = communicator("/ws/dashboard/", headers=headers)
+        assert (await comm.connect())[0]
+        before = (await comm.receive_json_from(timeout=5))["snapshot"]["workers"]["idle"]
+        started = asyncio.get_running_loop().time()
+        await off_loop(lambda: worker_register(actor=agent, name="laptop"))
+        while True:
+            event = await comm.receive_json_from(timeout=3)
+            if event["type"] == "dashboard.snapshot":
+                break
+        waited = asyncio.get_running_loop().time() - started
+        await comm.disconnect()
+        return before, event["snapshot"]["workers"]["idle"], waited
+
+    before, after, waited = run(scenario)
+    assert after == before + 1
+    assert waited < DASHBOARD_REFRESH_SECONDS / 3
+
+
 @pytest.mark.slow
 def test_a_burst_past_the_channel_capacity_reaches_every_subscriber_whole(task, agent, bob):
     """channels-redis drops silently past a channel's capacity; 1,000 events to 20 subscribers
