@@ -6,6 +6,7 @@ them on a timer whether anything changed or not."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import redis
@@ -19,6 +20,15 @@ PUSH_SECONDS = 0.25  # changes within this window reach the dashboards as one me
 
 _lock = threading.Lock()
 _scheduled = False
+
+
+def _forget_in_child() -> None:
+    # A forked process has no copy of the parent's timer thread: start afresh.
+    global _scheduled
+    _scheduled = False
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def state_changed() -> None:
