@@ -13,7 +13,15 @@ and last statement. Per task:
   overhead = (agent started - task created) + (task completed - agent exited)
 
 so it holds the queue, Celery, the runner's bookkeeping, and the agent interpreter's own start
-(which the anchor pays too). The anchor, in the same run once the workers are stopped: the same
+(which the anchor pays too). Two phases in one run:
+
+- bulk: `--tasks` tasks created at once; `tasks_per_s` is creation of the first to completion of
+  the last. Most of these tasks wait in the queue behind the pool, so their creation-to-start
+  (`median_overhead_bulk_ms`) is mostly queueing, not HOL's overhead;
+- paced: `--tasks` tasks again, one creator per pool process, each creating its next task when
+  its last one completed, so no task waits for a busy pool: `median_overhead_ms` is what HOL adds
+  to a task a free worker can take.
+ The anchor, in the same run once the workers are stopped: the same
 command run `--tasks` times by a plain loop over subprocess.run (the floor of starting it at all).
 Without REDIS_URL, the embedded Redis of the data dir is used. The last line printed is one JSON
 object with the figures.
@@ -30,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -111,7 +120,7 @@ def create_tasks(user, count: int) -> dict[str, float]:
     return created
 
 
-def wait_until_done(ids: list[str]) -> dict[str, tuple[str, float | None]]:
+def wait_until_done(ids: list[str], *, poll: float = 0.2) -> dict[str, tuple[str, float | None]]:
     from tasks.models import Task
 
     deadline = time.monotonic() + WAIT_SECONDS
@@ -126,7 +135,47 @@ def wait_until_done(ids: list[str]) -> dict[str, tuple[str, float | None]]:
         if time.monotonic() > deadline:
             pending = sum(rows[pk][0] not in final for pk in ids)
             raise RuntimeError(f"{pending} tasks still not finished after {WAIT_SECONDS} s")
-        time.sleep(0.2)
+        time.sleep(poll)
+
+
+def paced(user, count: int, creators: int) -> tuple[dict[str, float], dict[str, tuple[str, float | None]]]:
+    """`creators` threads, each creating a task once its previous one finished, `count` in all."""
+    from django.db import connection
+
+    created: dict[str, float] = {}
+    finished: dict[str, tuple[str, float | None]] = {}
+    left = iter(range(count))
+    lock = threading.Lock()
+
+    def creator() -> None:
+        try:
+            while True:
+                with lock:
+                    if next(left, None) is None:
+                        return
+                one = create_tasks(user, 1)
+                finished.update(wait_until_done(list(one), poll=0.005))
+                created.update(one)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=creator) for _ in range(creators)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return created, finished
+
+
+def overheads_of(created: dict[str, float], finished: dict, out: Path) -> tuple[list, list, list]:
+    """Per task: created → agent started, agent exited → completed, and their sum (seconds)."""
+    before, after, total = [], [], []
+    for pk, began in created.items():
+        agent_started, agent_exited = map(float, (out / pk).read_text().split())
+        before.append(agent_started - began)
+        after.append(finished[pk][1] - agent_exited)
+        total.append(before[-1] + after[-1])
+    return before, after, total
 
 
 def anchor(command: list[str], count: int) -> list[float]:
@@ -186,25 +235,26 @@ def main() -> int:
         first = time.time()
         created = create_tasks(user, args.tasks)
         finished = wait_until_done(list(created))
+        log(f"paced: {args.tasks} tasks, each created when its creator's last one completed")
+        paced_created, paced_finished = paced(user, args.tasks, args.concurrency)
     finally:
         stop_worker(worker)
 
-    statuses = [status for status, _ in finished.values()]
-    if statuses.count("completed") != args.tasks:
-        sys.exit(f"not every task completed: {sorted(set(statuses))}; see {work / 'worker.log'}")
+    for outcome in (finished, paced_finished):
+        statuses = [status for status, _ in outcome.values()]
+        if statuses.count("completed") != args.tasks:
+            sys.exit(f"not every task completed: {sorted(set(statuses))}; see {work / 'worker.log'}")
     from tasks.models import WorkOrder
 
     claimed = {str(task): at.timestamp() for task, at in WorkOrder.objects.values_list("task_id", "claimed_at")}
-    overheads, before, after, after_claim = [], [], [], []
-    for pk, began in created.items():
-        agent_started, agent_exited = map(float, (out / pk).read_text().split())
-        completed = finished[pk][1]
-        before.append(agent_started - began)
-        after.append(completed - agent_exited)
-        overheads.append(before[-1] + after[-1])
-        # The same without the wait in the queue (bulk creation queues most tasks behind the
-        # pool): from the work order's claim instead of the task's creation.
-        after_claim.append(agent_started - claimed[pk] + after[-1])
+    _, _, bulk_overheads = overheads_of(created, finished, out)
+    before, after, overheads = overheads_of(paced_created, paced_finished, out)
+    # From the work order's claim instead of the task's creation (the bulk phase's queueing left out).
+    bulk_after_claim = [
+        total - (agent_started - began) + (agent_started - claimed[pk])
+        for (pk, began), total in zip(created.items(), bulk_overheads, strict=True)
+        for agent_started in [float((out / pk).read_text().split()[0])]
+    ]
     last = max(done for _, done in finished.values())
     tasks_per_s = round(args.tasks / (last - first), 2)
 
@@ -217,8 +267,9 @@ def main() -> int:
         "median_overhead_ms": ms(overheads),
         "median_created_to_agent_started_ms": ms(before),
         "median_agent_exited_to_completed_ms": ms(after),
-        "median_overhead_after_claim_ms": ms(after_claim),
         "p90_overhead_ms": round(1000 * statistics.quantiles(overheads, n=10)[-1], 2) if len(overheads) > 1 else None,
+        "median_overhead_bulk_ms": ms(bulk_overheads),
+        "median_overhead_bulk_after_claim_ms": ms(bulk_after_claim),
         "anchor_median_ms": ms(anchor_runs),
         "anchor_runs_per_s": round(len(anchor_runs) / sum(anchor_runs), 2),
     }
