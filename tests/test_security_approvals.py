@@ -20,7 +20,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from audit.models import AuditEntry
 from hol.errors import BadRequest, Conflict
 from tasks import services as task_services
-from tasks.models import AgentSession, WorkOrder
+from tasks.models import AgentSession, Task, WorkOrder
 from tests.factories import client_for, make_user
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
@@ -350,7 +350,7 @@ def test_asks_counted_in_one_process_count_in_every_other(as_agent_007, agent_00
     from django.core.cache.backends.redis import RedisCache
     from rest_framework.test import APIRequestFactory
 
-    from approvals.api import ApprovalRequestThrottle
+    from approvals.throttles import ApprovalRequestThrottle
 
     settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
     for _ in range(2):
@@ -360,6 +360,48 @@ def test_asks_counted_in_one_process_count_in_every_other(as_agent_007, agent_00
     request = APIRequestFactory().post("/api/v1/approvals")
     request.user = agent_007
     assert other_process.allow_request(request, view=None) is False
+
+
+def submit_risky_task(client, new_task, **changes):
+    return client.post("/api/v1/tasks", new_task(action=HIGH, **changes), format="json")
+
+
+def test_agent_submitting_high_risk_tasks_faster_than_the_rate_gets_429_with_retry_after(
+    as_agent_007, new_task, settings
+):
+    """Each such task opens an approval request that notifies approvers: it counts as an ask."""
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
+    statuses = [submit_risky_task(as_agent_007, new_task).status_code for _ in range(2)]
+    refused = submit_risky_task(as_agent_007, new_task)
+    assert statuses == [201, 201]
+    assert refused.status_code == 429
+    assert set(refused.json()) == {"code", "message"}
+    assert refused.json()["code"] == "throttled"
+    assert int(refused["Retry-After"]) > 0
+    assert (Task.objects.count(), ApprovalRequest.objects.count()) == (2, 2)
+
+
+def test_high_risk_tasks_and_direct_asks_share_one_rate(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
+    assert ask(as_agent_007, MEDIUM).status_code == 201
+    assert submit_risky_task(as_agent_007, new_task).status_code == 201
+    assert ask(as_agent_007, MEDIUM).status_code == 429
+    assert submit_risky_task(as_agent_007, new_task).status_code == 429
+    assert ApprovalRequest.objects.count() == 2
+
+
+def test_tasks_that_open_no_approval_request_are_not_counted(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 1
+    for _ in range(3):
+        assert as_agent_007.post("/api/v1/tasks", new_task(action=MEDIUM), format="json").status_code == 201
+    assert submit_risky_task(as_agent_007, new_task).status_code == 201
+
+
+def test_replaying_a_high_risk_tasks_idempotency_key_is_not_counted(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 1
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-1").status_code == 201
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-1").status_code == 200
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-2").status_code == 429
 
 
 def test_reading_approvals_is_not_counted_against_the_rate(as_agent_007, settings):
