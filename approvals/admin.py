@@ -260,6 +260,9 @@ class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
     # --- the request's own page: the decision panel -----------------------------------------------
 
     def changelist_view(self, request, extra_context=None):
+        if self.has_view_permission(request):
+            # Overdue pending requests become expired (audited once) before the list shows them.
+            approval_services.approvals_expire_overdue(among=self.get_queryset(request))
         context = {"title": "Approval requests", "is_nav_sidebar_enabled": False, **(extra_context or {})}
         return super().changelist_view(request, context)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
@@ -21,7 +22,7 @@ from audit.models import AuditEntry
 from hol.errors import BadRequest, Conflict
 from tasks import services as task_services
 from tasks.models import AgentSession, Task, WorkOrder
-from tests.factories import client_for, make_user
+from tests.factories import client_for, make_user, signed_in
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
 HIGH = {"action_type": "deployment", "operation": "deploy", "environment": "production", "details": {"ref": "v1.2"}}
@@ -262,6 +263,70 @@ def test_overdue_request_listed_by_an_approver_shows_expired(as_agent_007, bob_t
     listed = client_for(bob_tech_lead).get("/api/v1/approvals", {"status": "pending"})
     assert listed.json()["results"] == []
     assert ApprovalRequest.objects.get(pk=request_id).status == "expired"
+
+
+def overdue_request(agent, **links) -> ApprovalRequest:
+    request = approval_services.approval_request_create(actor=agent, action=MEDIUM, **links)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return request
+
+
+def expired_once(request: ApprovalRequest) -> bool:
+    """The request is expired, and HOL recorded that once."""
+    entries = AuditEntry.objects.filter(target_id=str(request.pk), action="approval.expired")
+    return ApprovalRequest.objects.get(pk=request.pk).status == "expired" and entries.count() == 1
+
+
+def test_approver_opening_the_inbox_is_not_shown_an_overdue_request(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    browser = signed_in(bob_tech_lead)
+    pages = [browser.get("/approvals/").content.decode() for _ in range(2)]
+    assert all(f'id="approval-{request.pk}"' not in page for page in pages)
+    assert expired_once(request)
+
+
+def test_approver_on_the_dashboard_is_not_told_an_overdue_request_waits(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    response = signed_in(bob_tech_lead).get("/")
+    assert '<b data-key="approvals_waiting">0</b>' in response.content.decode()
+    assert list(response.context["waiting_on_me"]) == []
+    assert expired_once(request)
+
+
+def test_approver_on_the_task_page_sees_its_overdue_request_expired(agent_007, bob_tech_lead, new_task):
+    task, _ = task_services.task_create(actor=agent_007, payload=new_task())
+    request = overdue_request(agent_007, task_id=task.pk)
+    page = signed_in(bob_tech_lead).get(f"/tasks/{task.pk}/").content.decode()
+    assert '<span class="badge s-expired">expired</span>' in page
+    assert '<span class="badge s-pending">' not in page
+    assert expired_once(request)
+
+
+def test_approver_listing_requests_in_the_admin_sees_an_overdue_one_expired(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    browser = signed_in(bob_tech_lead)
+    pages = [browser.get("/admin/approvals/approvalrequest/").content.decode() for _ in range(2)]
+    assert all('hol-status-expired">expired<' in page and "hol-status-pending" not in page for page in pages)
+    assert all("overdue" not in page for page in pages)
+    assert expired_once(request)
+
+
+def test_approver_opening_an_overdue_requests_admin_page_sees_it_expired_with_no_buttons(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    response = signed_in(bob_tech_lead).get(f"/admin/approvals/approvalrequest/{request.pk}/change/")
+    page = response.content.decode()
+    assert response.context["hol_may_decide"] is False
+    assert "Expired without a decision." in page
+    assert 'value="approve"' not in page
+    assert expired_once(request)
+
+
+def test_operator_listing_pending_requests_with_the_command_is_not_shown_an_overdue_one(agent_007):
+    request = overdue_request(agent_007)
+    out = StringIO()
+    call_command("approvals", "list-pending", stdout=out)
+    assert out.getvalue().strip() == "no pending requests"
+    assert expired_once(request)
 
 
 def test_expiring_on_read_twice_expires_once(agent_007):
