@@ -242,6 +242,36 @@ def test_agent_account_that_is_also_a_tech_lead_cannot_reject_through_the_comman
     assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
 
 
+# --- rewriting a decision in the admin -----------------------------------------------------------------
+
+
+def test_superuser_cannot_add_edit_or_delete_requests_or_decisions_in_the_admin(admin_client, agent_007, bob_tech_lead):
+    """Even an account holding every model permission: requests and decisions change only
+    through the services, so the admin offers no form and refuses a forged post."""
+    request = approval_services.approval_request_create(actor=agent_007, action=MEDIUM)
+    approval_services.approval_decide(
+        actor=bob_tech_lead, request_id=request.pk, decision="approve", justification="ok"
+    )
+    decision = ApprovalDecision.objects.get()
+    page = f"/admin/approvals/approvalrequest/{request.pk}/"
+    assert admin_client.get("/admin/approvals/approvalrequest/add/").status_code == 403
+    assert 'name="decisions-0-justification"' not in admin_client.get(f"{page}change/").content.decode()
+    forged = {
+        "status": "rejected",
+        "decisions-TOTAL_FORMS": "2",
+        "decisions-INITIAL_FORMS": "1",
+        "decisions-0-id": str(decision.pk),
+        "decisions-0-justification": "rewritten",
+        "decisions-0-DELETE": "on",
+        "decisions-1-approver": str(bob_tech_lead.pk),
+        "decisions-1-decision": "reject",
+    }
+    assert admin_client.post(f"{page}change/", forged).status_code == 403
+    assert admin_client.post(f"{page}delete/", {"post": "yes"}).status_code == 403
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "approved"
+    assert list(ApprovalDecision.objects.values_list("pk", "justification")) == [(decision.pk, "ok")]
+
+
 # --- an overdue request read before Beat ran -------------------------------------------------------
 
 
