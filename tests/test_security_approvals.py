@@ -7,6 +7,7 @@ directly, or `manage.py approvals`) so that it holds on every path."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 from approvals import services as approval_services
 from approvals.models import ApprovalDecision, ApprovalRequest
 from audit.models import AuditEntry
-from hol.errors import BadRequest, Conflict
+from hol.errors import BadRequest, Conflict, PermissionDenied
 from tasks import services as task_services
 from tasks.models import AgentSession, Task, WorkOrder
 from tests.factories import client_for, make_user, signed_in
@@ -98,6 +99,51 @@ def test_agent_linking_another_agents_session_by_hol_id_gets_403(as_agent_007, w
     session = AgentSession.objects.get(session_id="cc-008")
     response = ask(as_agent_007, MEDIUM, session_id=str(session.pk))
     assert (response.status_code, response.json()["code"]) == (403, "not_your_session")
+
+
+def test_person_without_a_role_linking_an_agents_task_gets_403(nina_no_role, work_of_008):
+    response = ask(client_for(nina_no_role), MEDIUM, task_id=work_of_008["task_id"])
+    assert (response.status_code, response.json()["code"]) == (403, "not_your_task")
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_person_without_a_role_linking_through_the_service_is_refused_too(nina_no_role, work_of_008):
+    with pytest.raises(PermissionDenied) as refused:
+        approval_services.approval_request_create(actor=nina_no_role, action=MEDIUM, task_id=work_of_008["task_id"])
+    assert refused.value.code == "not_your_task"
+
+
+def test_person_without_a_role_may_link_a_task_they_submitted(nina_no_role, new_task):
+    as_nina = client_for(nina_no_role)
+    task_id = submit_task(as_nina, new_task)
+    response = ask(as_nina, MEDIUM, task_id=task_id)
+    assert response.status_code == 201, response.content
+    assert response.json()["task"] == task_id
+
+
+def test_person_with_a_role_may_link_any_task(as_alice, work_of_008):
+    response = ask(as_alice, MEDIUM, task_id=work_of_008["task_id"])
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("field", ["task_id", "work_order_id", "session_id"])
+def test_probing_unknown_ids_gets_the_same_403_as_someone_elses(as_agent_007, work_of_008, field):
+    """An id that names nothing and one naming another agent's work answer alike, so the
+    answers do not tell which ids exist."""
+    session = AgentSession.objects.get(session_id="cc-008")
+    theirs = {**work_of_008, "session_id": str(session.pk)}[field]
+    someone_elses = ask(as_agent_007, MEDIUM, **{field: theirs})
+    unknown = ask(as_agent_007, MEDIUM, **{field: str(uuid.uuid4())})
+    assert someone_elses.status_code == unknown.status_code == 403
+    assert someone_elses.json() == unknown.json()
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_person_without_a_role_probing_task_ids_cannot_tell_unknown_from_existing(nina_no_role, work_of_008):
+    as_nina = client_for(nina_no_role)
+    existing = ask(as_nina, MEDIUM, task_id=work_of_008["task_id"])
+    unknown = ask(as_nina, MEDIUM, task_id=str(uuid.uuid4()))
+    assert (existing.status_code, existing.json()) == (unknown.status_code, unknown.json())
 
 
 def test_agent_linking_its_own_task_work_order_and_session_is_accepted(as_agent_007, work_of_007):

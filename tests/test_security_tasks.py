@@ -27,12 +27,6 @@ KIB = 1024
 
 
 @pytest.fixture
-def nina_no_role(db):
-    """A signed-in person in no role at all: a contractor account, a forgotten test user."""
-    return get_user_model().objects.create_user(username="nina_no_role", password="pw-nina_no_role")
-
-
-@pytest.fixture
 def vera_viewer(db):
     """Staff with view permissions on the queue models and nothing else."""
     user = get_user_model().objects.create_user(username="vera_viewer", password="pw-vera_viewer", is_staff=True)
