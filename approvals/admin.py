@@ -27,7 +27,7 @@ from approvals.wording import (
     time_left_in_words,
 )
 from hol.actors import is_agent
-from hol.admin import ReadOnlyAdmin
+from hol.admin import ReadOnlyAdmin, ReadOnlyInline
 from hol.errors import DomainError
 
 SUMMARY_MAX_CHARS = 40
@@ -41,19 +41,11 @@ def is_approver(user) -> bool:
     return any(roles[name].may_approve for name in user.groups.values_list("name", flat=True) if name in roles)
 
 
-class DecisionInline(admin.TabularInline):
+class DecisionInline(ReadOnlyInline):
     model = ApprovalDecision
     fields = ("approver", "role", "decision", "justification", "created_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "decisions so far"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request, obj=None) -> bool:
         return is_approver(request.user) or super().has_view_permission(request, obj)
@@ -92,7 +84,7 @@ OUTCOME_FIELDS = (
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
+class ApprovalRequestAdmin(RequestPageDecisions, ReadOnlyAdmin):
     # Narrow columns only, and no navigation sidebar on this page: the list fits 1,400 px without
     # scrolling sideways (the id is on the request's page and searchable).
     list_display = (
@@ -124,15 +116,6 @@ class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
         )
 
     # Rows change only through services; approvers (role holders, staff) may look and decide.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
     def has_view_permission(self, request, obj=None) -> bool:
         return is_approver(request.user) or super().has_view_permission(request, obj)
 
@@ -260,6 +243,9 @@ class ApprovalRequestAdmin(RequestPageDecisions, admin.ModelAdmin):
     # --- the request's own page: the decision panel -----------------------------------------------
 
     def changelist_view(self, request, extra_context=None):
+        if self.has_view_permission(request):
+            # Overdue pending requests become expired (audited once) before the list shows them.
+            approval_services.approvals_expire_overdue(among=self.get_queryset(request))
         context = {"title": "Approval requests", "is_nav_sidebar_enabled": False, **(extra_context or {})}
         return super().changelist_view(request, context)
 

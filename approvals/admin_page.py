@@ -9,6 +9,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
 
 from approvals import services as approval_services
 from approvals.forms import DecisionForm
@@ -32,6 +33,14 @@ class RequestPageDecisions:
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, unquote(object_id))
+        if (
+            obj is not None
+            and obj.is_overdue(timezone.now())
+            and self.has_view_permission(request, obj)
+            and approval_services.approval_expire_if_overdue(request_id=obj.pk)
+        ):
+            # Past its deadline it reads as expired, here as in the API, never as pending.
+            obj = self.get_object(request, unquote(object_id))
         context = {**(extra_context or {}), **(self._decision_panel(request, obj) if obj else {})}
         return super().change_view(request, object_id, form_url, extra_context=context)
 

@@ -19,7 +19,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from approvals import selectors
@@ -38,6 +37,7 @@ from approvals.serializers import (
     ExecutedReportSerializer,
 )
 from approvals.services import channel_name
+from approvals.throttles import ApprovalRequestThrottle, ExecutedReportThrottle
 from hol.api import validated
 from hol.errors import BadRequest, DomainError
 from hol.longpoll import (
@@ -65,27 +65,6 @@ class ApprovalFilter(django_filters.FilterSet):
             "status", "risk_level", "assigned_role", "assigned_to", "requested_by", "environment", "action_type",
             "workflow_id", "thread_id", "checkpoint_id", "task", "created_after",
         ]  # fmt: skip
-
-
-class ApprovalRequestThrottle(UserRateThrottle):
-    """Approval requests per account and minute (HOL_APPROVAL_RATE_PER_MINUTE, default 30): an
-    agent in a loop cannot flood the approvers' inboxes. Over the rate: 429 with Retry-After."""
-
-    scope = "approval_request"
-
-    def get_rate(self) -> str:
-        return f"{int(getattr(settings, 'HOL_APPROVAL_RATE_PER_MINUTE', 30))}/min"
-
-
-class ExecutedReportThrottle(UserRateThrottle):
-    """Reports of executed actions per account and minute: room for an agent's busiest minute of
-    tool calls, but a loop cannot flood the people a flag notifies. Over it: 429."""
-
-    scope = "approval_executed"
-    rate = "120/min"
-
-    def get_rate(self) -> str:
-        return self.rate
 
 
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

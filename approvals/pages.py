@@ -19,6 +19,8 @@ from hol.pages import person_required
 
 @person_required
 def approval_inbox(request: HttpRequest) -> HttpResponse:
+    # Overdue requests become expired (audited once) instead of showing as pending.
+    approval_services.approvals_expire_overdue(among=approvals_decidable_by(actor=request.user))
     pending = (
         approvals_decidable_by(actor=request.user)
         .select_related("requested_by", "task", "assigned_to")

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from approvals.selectors import approvals_decidable_by
+from approvals.services import approvals_expire_overdue
 from chat.models import ChatMessage
 from hol import errors
 from hol.actors import is_agent
@@ -69,6 +70,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if not sees_every_task(request.user):
         return render(request, "no_role.html")
     recent = ChatMessage.objects.select_related("task", "sender").order_by("-id")[:15]
+    # Overdue requests become expired (audited once) instead of showing as waiting.
+    approvals_expire_overdue(among=approvals_decidable_by(actor=request.user))
     waiting_on_me = approvals_decidable_by(actor=request.user).order_by("expires_at")[:5]
     return render(
         request,

@@ -278,7 +278,8 @@ HOL_APPROVAL_EXPIRY_WARNING_SECONDS = env_int("HOL_APPROVAL_EXPIRY_WARNING_SECON
 # `webhook` (empty: none), and how long one POST may take.
 HOL_APPROVAL_WEBHOOK_URL = os.environ.get("HOL_APPROVAL_WEBHOOK_URL", "")
 HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("HOL_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 3))
-# Approval requests one account may make per minute (429 with Retry-After beyond).
+# Approval requests one account may make per minute, asked directly or opened by submitting a task
+# whose action is high or critical risk (429 with Retry-After beyond).
 HOL_APPROVAL_RATE_PER_MINUTE = env_int("HOL_APPROVAL_RATE_PER_MINUTE", 30)
 # How often an agent long-polling an approval linked to its work order heartbeats its worker.
 HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS = env_int("HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10)

@@ -1,6 +1,6 @@
 """Operators' view of tasks, work orders, workers, sessions and executions. Rows change only
-through services: admin actions call them, and each declares the model permission it needs, so
-a view-only staff account is not offered them (the services check the same rule again)."""
+through services: admin actions call them, and are offered to the operators the services let act
+on anyone's rows (a view-only staff account is not offered them; the services check each row)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from django.contrib import admin
 from hol.admin import ReadOnlyAdmin, ReadOnlyInline, run_on_each
 from tasks import services as task_services
 from tasks.models import AgentSession, Execution, Task, Worker, WorkOrder
+from tasks.services.permissions import is_operator
 
 
 class OperatedAdmin(ReadOnlyAdmin):
-    """Read-only pages whose actions need the model's `change` permission. `has_change_permission`
-    stays False (no edit form); actions ask for `operate` instead."""
+    """Read-only pages with actions for operators. `has_change_permission` stays False (no edit
+    form); actions ask for `operate`: the services' own rule for acting on other accounts' rows,
+    a person in a task-manager role or an account with the model's `change` permission."""
 
     def has_operate_permission(self, request) -> bool:
         opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return is_operator(request.user, f"{opts.app_label}.change_{opts.model_name}")
 
 
 class WorkOrderInline(ReadOnlyInline):

@@ -9,6 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from approvals.throttles import count_approval_request
 from hol.api import validated
 from tasks import selectors
 from tasks import services as task_services
@@ -58,6 +59,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     )
     def create(self, request):
         data = validated(TaskCreateSerializer, request.data)
+        if task_services.task_create_opens_approval(actor=request.user, payload=data):
+            count_approval_request(request, view=self)
         task, created = task_services.task_create(actor=request.user, payload=data)
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from approvals.models import ApprovalRequest
 from approvals.selectors import approvals_decidable_by
+from approvals.services import approvals_expire_overdue
 from chat import selectors as chat_selectors
 from chat.models import ChatMessage
 from hol.actors import is_agent
@@ -193,6 +194,8 @@ def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
             task=task, id__gte=newest[0].pk if newest else 0, message_type=ChatMessage.MessageType.RESPONSE
         ).values_list("parent_id", flat=True)
     )
+    # The task's overdue requests become expired (audited once) instead of showing as pending.
+    approvals_expire_overdue(among=ApprovalRequest.objects.filter(task=task))
     decidable = set(approvals_decidable_by(actor=request.user).filter(task=task).values_list("pk", flat=True))
     try:
         ensure_can_manage_task(request.user, task)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from tests.factories import client_for, make_persona, task_payload
@@ -43,6 +44,12 @@ def carol_devops(db):
 @pytest.fixture
 def dave_devops(db):
     return make_persona("dave_devops")
+
+
+@pytest.fixture
+def nina_no_role(db):
+    """A signed-in person in no role at all: a contractor account, a forgotten test user."""
+    return get_user_model().objects.create_user(username="nina_no_role", password="pw-nina_no_role")
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def test_deciding_after_expiry_is_refused_in_the_admin(agent_007, bob_tech_lead)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = run_action(signed_in(bob_tech_lead), "approve_selected", request)
     request.refresh_from_db()
-    assert request.status == "pending"
+    assert (request.status, request.decisions.exists()) == ("expired", False)
     assert any("expired" in message for message in messages_of(response))
 
 
@@ -415,11 +415,12 @@ def test_a_role_added_to_the_policy_gets_the_view_permissions(tmp_path, settings
     assert all(sam.has_perm(p) for p in ("tasks.view_task", "tasks.view_workorder", "audit.view_auditentry"))
 
 
-def test_an_overdue_request_page_says_overdue_and_offers_no_time(agent_007, bob_tech_lead):
+def test_an_overdue_request_page_says_expired_and_offers_no_time(agent_007, bob_tech_lead):
     request = approval_request_create(actor=agent_007, action=ACTIONS["high"])
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(minutes=5))
     page = signed_in(bob_tech_lead).get(page_of(request)).content.decode()
-    assert '<span class="hol-fact" data-testid="time-left">overdue</span>' in page
+    assert '<span class="hol-badge hol-status-expired">expired</span>' in page
+    assert 'data-testid="time-left"' not in page
 
 
 def test_the_requester_is_told_someone_else_must_decide(bob_tech_lead):

@@ -52,7 +52,7 @@ def test_operators_see_flagged_runs_in_the_admin(admin_client, agent_007):
 
 
 def test_reports_beyond_the_rate_are_refused_with_429(as_agent_007, monkeypatch):
-    from approvals.api import ExecutedReportThrottle
+    from approvals.throttles import ExecutedReportThrottle
 
     monkeypatch.setattr(ExecutedReportThrottle, "rate", "2/min")
     body = {"action_type": "file", "operation": "read", "details": {"path": "/x"}}

@@ -7,7 +7,9 @@ directly, or `manage.py approvals`) so that it holds on every path."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
@@ -18,10 +20,10 @@ from django.utils import timezone
 from approvals import services as approval_services
 from approvals.models import ApprovalDecision, ApprovalRequest
 from audit.models import AuditEntry
-from hol.errors import BadRequest, Conflict
+from hol.errors import BadRequest, Conflict, PermissionDenied
 from tasks import services as task_services
-from tasks.models import AgentSession, WorkOrder
-from tests.factories import client_for, make_user
+from tasks.models import AgentSession, Task, WorkOrder
+from tests.factories import client_for, make_user, signed_in
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
 HIGH = {"action_type": "deployment", "operation": "deploy", "environment": "production", "details": {"ref": "v1.2"}}
@@ -97,6 +99,51 @@ def test_agent_linking_another_agents_session_by_hol_id_gets_403(as_agent_007, w
     session = AgentSession.objects.get(session_id="cc-008")
     response = ask(as_agent_007, MEDIUM, session_id=str(session.pk))
     assert (response.status_code, response.json()["code"]) == (403, "not_your_session")
+
+
+def test_person_without_a_role_linking_an_agents_task_gets_403(nina_no_role, work_of_008):
+    response = ask(client_for(nina_no_role), MEDIUM, task_id=work_of_008["task_id"])
+    assert (response.status_code, response.json()["code"]) == (403, "not_your_task")
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_person_without_a_role_linking_through_the_service_is_refused_too(nina_no_role, work_of_008):
+    with pytest.raises(PermissionDenied) as refused:
+        approval_services.approval_request_create(actor=nina_no_role, action=MEDIUM, task_id=work_of_008["task_id"])
+    assert refused.value.code == "not_your_task"
+
+
+def test_person_without_a_role_may_link_a_task_they_submitted(nina_no_role, new_task):
+    as_nina = client_for(nina_no_role)
+    task_id = submit_task(as_nina, new_task)
+    response = ask(as_nina, MEDIUM, task_id=task_id)
+    assert response.status_code == 201, response.content
+    assert response.json()["task"] == task_id
+
+
+def test_person_with_a_role_may_link_any_task(as_alice, work_of_008):
+    response = ask(as_alice, MEDIUM, task_id=work_of_008["task_id"])
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("field", ["task_id", "work_order_id", "session_id"])
+def test_probing_unknown_ids_gets_the_same_403_as_someone_elses(as_agent_007, work_of_008, field):
+    """An id that names nothing and one naming another agent's work answer alike, so the
+    answers do not tell which ids exist."""
+    session = AgentSession.objects.get(session_id="cc-008")
+    theirs = {**work_of_008, "session_id": str(session.pk)}[field]
+    someone_elses = ask(as_agent_007, MEDIUM, **{field: theirs})
+    unknown = ask(as_agent_007, MEDIUM, **{field: str(uuid.uuid4())})
+    assert someone_elses.status_code == unknown.status_code == 403
+    assert someone_elses.json() == unknown.json()
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_person_without_a_role_probing_task_ids_cannot_tell_unknown_from_existing(nina_no_role, work_of_008):
+    as_nina = client_for(nina_no_role)
+    existing = ask(as_nina, MEDIUM, task_id=work_of_008["task_id"])
+    unknown = ask(as_nina, MEDIUM, task_id=str(uuid.uuid4()))
+    assert (existing.status_code, existing.json()) == (unknown.status_code, unknown.json())
 
 
 def test_agent_linking_its_own_task_work_order_and_session_is_accepted(as_agent_007, work_of_007):
@@ -241,6 +288,36 @@ def test_agent_account_that_is_also_a_tech_lead_cannot_reject_through_the_comman
     assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
 
 
+# --- rewriting a decision in the admin -----------------------------------------------------------------
+
+
+def test_superuser_cannot_add_edit_or_delete_requests_or_decisions_in_the_admin(admin_client, agent_007, bob_tech_lead):
+    """Even an account holding every model permission: requests and decisions change only
+    through the services, so the admin offers no form and refuses a forged post."""
+    request = approval_services.approval_request_create(actor=agent_007, action=MEDIUM)
+    approval_services.approval_decide(
+        actor=bob_tech_lead, request_id=request.pk, decision="approve", justification="ok"
+    )
+    decision = ApprovalDecision.objects.get()
+    page = f"/admin/approvals/approvalrequest/{request.pk}/"
+    assert admin_client.get("/admin/approvals/approvalrequest/add/").status_code == 403
+    assert 'name="decisions-0-justification"' not in admin_client.get(f"{page}change/").content.decode()
+    forged = {
+        "status": "rejected",
+        "decisions-TOTAL_FORMS": "2",
+        "decisions-INITIAL_FORMS": "1",
+        "decisions-0-id": str(decision.pk),
+        "decisions-0-justification": "rewritten",
+        "decisions-0-DELETE": "on",
+        "decisions-1-approver": str(bob_tech_lead.pk),
+        "decisions-1-decision": "reject",
+    }
+    assert admin_client.post(f"{page}change/", forged).status_code == 403
+    assert admin_client.post(f"{page}delete/", {"post": "yes"}).status_code == 403
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "approved"
+    assert list(ApprovalDecision.objects.values_list("pk", "justification")) == [(decision.pk, "ok")]
+
+
 # --- an overdue request read before Beat ran -------------------------------------------------------
 
 
@@ -262,6 +339,70 @@ def test_overdue_request_listed_by_an_approver_shows_expired(as_agent_007, bob_t
     listed = client_for(bob_tech_lead).get("/api/v1/approvals", {"status": "pending"})
     assert listed.json()["results"] == []
     assert ApprovalRequest.objects.get(pk=request_id).status == "expired"
+
+
+def overdue_request(agent, **links) -> ApprovalRequest:
+    request = approval_services.approval_request_create(actor=agent, action=MEDIUM, **links)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return request
+
+
+def expired_once(request: ApprovalRequest) -> bool:
+    """The request is expired, and HOL recorded that once."""
+    entries = AuditEntry.objects.filter(target_id=str(request.pk), action="approval.expired")
+    return ApprovalRequest.objects.get(pk=request.pk).status == "expired" and entries.count() == 1
+
+
+def test_approver_opening_the_inbox_is_not_shown_an_overdue_request(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    browser = signed_in(bob_tech_lead)
+    pages = [browser.get("/approvals/").content.decode() for _ in range(2)]
+    assert all(f'id="approval-{request.pk}"' not in page for page in pages)
+    assert expired_once(request)
+
+
+def test_approver_on_the_dashboard_is_not_told_an_overdue_request_waits(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    response = signed_in(bob_tech_lead).get("/")
+    assert '<b data-key="approvals_waiting">0</b>' in response.content.decode()
+    assert list(response.context["waiting_on_me"]) == []
+    assert expired_once(request)
+
+
+def test_approver_on_the_task_page_sees_its_overdue_request_expired(agent_007, bob_tech_lead, new_task):
+    task, _ = task_services.task_create(actor=agent_007, payload=new_task())
+    request = overdue_request(agent_007, task_id=task.pk)
+    page = signed_in(bob_tech_lead).get(f"/tasks/{task.pk}/").content.decode()
+    assert '<span class="badge s-expired">expired</span>' in page
+    assert '<span class="badge s-pending">' not in page
+    assert expired_once(request)
+
+
+def test_approver_listing_requests_in_the_admin_sees_an_overdue_one_expired(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    browser = signed_in(bob_tech_lead)
+    pages = [browser.get("/admin/approvals/approvalrequest/").content.decode() for _ in range(2)]
+    assert all('hol-status-expired">expired<' in page and "hol-status-pending" not in page for page in pages)
+    assert all("overdue" not in page for page in pages)
+    assert expired_once(request)
+
+
+def test_approver_opening_an_overdue_requests_admin_page_sees_it_expired_with_no_buttons(agent_007, bob_tech_lead):
+    request = overdue_request(agent_007)
+    response = signed_in(bob_tech_lead).get(f"/admin/approvals/approvalrequest/{request.pk}/change/")
+    page = response.content.decode()
+    assert response.context["hol_may_decide"] is False
+    assert "Expired without a decision." in page
+    assert 'value="approve"' not in page
+    assert expired_once(request)
+
+
+def test_operator_listing_pending_requests_with_the_command_is_not_shown_an_overdue_one(agent_007):
+    request = overdue_request(agent_007)
+    out = StringIO()
+    call_command("approvals", "list-pending", stdout=out)
+    assert out.getvalue().strip() == "no pending requests"
+    assert expired_once(request)
 
 
 def test_expiring_on_read_twice_expires_once(agent_007):
@@ -350,7 +491,7 @@ def test_asks_counted_in_one_process_count_in_every_other(as_agent_007, agent_00
     from django.core.cache.backends.redis import RedisCache
     from rest_framework.test import APIRequestFactory
 
-    from approvals.api import ApprovalRequestThrottle
+    from approvals.throttles import ApprovalRequestThrottle
 
     settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
     for _ in range(2):
@@ -360,6 +501,48 @@ def test_asks_counted_in_one_process_count_in_every_other(as_agent_007, agent_00
     request = APIRequestFactory().post("/api/v1/approvals")
     request.user = agent_007
     assert other_process.allow_request(request, view=None) is False
+
+
+def submit_risky_task(client, new_task, **changes):
+    return client.post("/api/v1/tasks", new_task(action=HIGH, **changes), format="json")
+
+
+def test_agent_submitting_high_risk_tasks_faster_than_the_rate_gets_429_with_retry_after(
+    as_agent_007, new_task, settings
+):
+    """Each such task opens an approval request that notifies approvers: it counts as an ask."""
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
+    statuses = [submit_risky_task(as_agent_007, new_task).status_code for _ in range(2)]
+    refused = submit_risky_task(as_agent_007, new_task)
+    assert statuses == [201, 201]
+    assert refused.status_code == 429
+    assert set(refused.json()) == {"code", "message"}
+    assert refused.json()["code"] == "throttled"
+    assert int(refused["Retry-After"]) > 0
+    assert (Task.objects.count(), ApprovalRequest.objects.count()) == (2, 2)
+
+
+def test_high_risk_tasks_and_direct_asks_share_one_rate(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 2
+    assert ask(as_agent_007, MEDIUM).status_code == 201
+    assert submit_risky_task(as_agent_007, new_task).status_code == 201
+    assert ask(as_agent_007, MEDIUM).status_code == 429
+    assert submit_risky_task(as_agent_007, new_task).status_code == 429
+    assert ApprovalRequest.objects.count() == 2
+
+
+def test_tasks_that_open_no_approval_request_are_not_counted(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 1
+    for _ in range(3):
+        assert as_agent_007.post("/api/v1/tasks", new_task(action=MEDIUM), format="json").status_code == 201
+    assert submit_risky_task(as_agent_007, new_task).status_code == 201
+
+
+def test_replaying_a_high_risk_tasks_idempotency_key_is_not_counted(as_agent_007, new_task, settings):
+    settings.HOL_APPROVAL_RATE_PER_MINUTE = 1
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-1").status_code == 201
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-1").status_code == 200
+    assert submit_risky_task(as_agent_007, new_task, idempotency_key="deploy-2").status_code == 429
 
 
 def test_reading_approvals_is_not_counted_against_the_rate(as_agent_007, settings):

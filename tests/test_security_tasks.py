@@ -27,12 +27,6 @@ KIB = 1024
 
 
 @pytest.fixture
-def nina_no_role(db):
-    """A signed-in person in no role at all: a contractor account, a forgotten test user."""
-    return get_user_model().objects.create_user(username="nina_no_role", password="pw-nina_no_role")
-
-
-@pytest.fixture
 def vera_viewer(db):
     """Staff with view permissions on the queue models and nothing else."""
     user = get_user_model().objects.create_user(username="vera_viewer", password="pw-vera_viewer", is_staff=True)
@@ -104,13 +98,41 @@ def run_action(client, model_name: str, action: str, pk) -> None:
     client.post(reverse(f"admin:tasks_{model_name}_changelist"), {"action": action, "_selected_action": [str(pk)]})
 
 
-def test_view_only_staff_is_not_offered_the_task_actions(client, vera_viewer, task_of_007):
-    client.force_login(vera_viewer)
-    response = client.get(reverse("admin:tasks_task_changelist"))
+def offered_actions(client, model_name: str) -> set[str]:
+    response = client.get(reverse(f"admin:tasks_{model_name}_changelist"))
     assert response.status_code == 200
     action_form = response.context["action_form"]  # None when no action is left to offer
-    offered = set() if action_form is None else {name for name, _ in action_form.fields["action"].choices}
-    assert not offered & {"cancel_tasks", "enqueue_tasks"}
+    return set() if action_form is None else {name for name, _ in action_form.fields["action"].choices}
+
+
+def test_view_only_staff_is_not_offered_the_task_actions(client, vera_viewer, task_of_007):
+    client.force_login(vera_viewer)
+    assert not offered_actions(client, "task") & {"cancel_tasks", "enqueue_tasks"}
+
+
+def test_staff_developer_is_not_offered_the_task_actions(client, alice_developer, task_of_007):
+    """A developer may not manage an agent's task through the API; the admin agrees."""
+    client.force_login(alice_developer)
+    assert not offered_actions(client, "task") & {"cancel_tasks", "enqueue_tasks"}
+
+
+def test_staff_tech_lead_is_offered_the_task_actions_and_cancels_a_task(client, bob_tech_lead, task_of_007):
+    """The API lets a tech lead manage any task; the admin offers the same person the same."""
+    client.force_login(bob_tech_lead)
+    assert {"cancel_tasks", "enqueue_tasks"} <= offered_actions(client, "task")
+    run_action(client, "task", "cancel_tasks", task_of_007)
+    assert Task.objects.get(pk=task_of_007).status == Task.Status.CANCELLED
+    cancelled = AuditEntry.objects.get(action="task.cancelled", target_id=task_of_007)
+    assert cancelled.actor == "bob_tech_lead"
+
+
+def test_staff_devops_engineer_terminates_an_agents_session_in_the_admin(client, carol_devops, as_agent_007):
+    worker_id = as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+    as_agent_007.post("/api/v1/sessions", {"session_id": "claude-1", "worker_id": worker_id}, format="json")
+    client.force_login(carol_devops)
+    assert "terminate_sessions" in offered_actions(client, "agentsession")
+    run_action(client, "agentsession", "terminate_sessions", AgentSession.objects.get().pk)
+    assert AgentSession.objects.get().status == AgentSession.Status.TERMINATED
 
 
 def test_view_only_staff_posting_the_cancel_action_changes_nothing(client, vera_viewer, task_of_007):

@@ -76,61 +76,87 @@ def ensure_open(request: ApprovalRequest, now: datetime) -> None:
 
 
 # --- what a request may link to -------------------------------------------------------------------
+# An id that names nothing gets the same 403 as one naming something the actor may not link, so the
+# answer does not tell which ids exist.
+
+NOT_YOUR_TASK = "you may only link a task you submitted or work on"
+NOT_YOUR_WORK_ORDER = "you may only link a work order your worker holds"
+NOT_YOUR_SESSION = "you may only link a session of your own worker"
 
 
-def _find(model: type, pk: Any, what: str) -> Any:
+def _as_uuid(value: Any) -> UUID | None:
     try:
-        return model.objects.select_related(*_RELATED.get(what, ())).get(pk=pk)
-    except (model.DoesNotExist, ValueError, TypeError):
-        raise BadRequest(f"{what} {pk} not found", code="invalid") from None
+        return UUID(str(value))
+    except ValueError:
+        return None
 
 
-_RELATED = {"work order": ("worker",), "session": ("worker",)}
+def _linkable_task(actor: User, task_id: Any) -> Any:
+    """A task the actor sees through the API (`tasks_visible_to`: a person without a role sees
+    only the tasks they submitted); an agent, moreover, only one it submitted or whose work its
+    worker holds now."""
+    from tasks.models import WorkOrder
+    from tasks.selectors import tasks_visible_to
+
+    pk = _as_uuid(task_id)
+    if pk is not None:
+        ensure_task_in_scope(actor, pk)
+    task = tasks_visible_to(actor=actor).filter(pk=pk).first() if pk is not None else None
+    if (
+        task is not None
+        and is_agent(actor)
+        and task.created_by_id != actor.pk
+        and not WorkOrder.objects.filter(task=task, worker__user=actor, status__in=WorkOrder.HELD).exists()
+    ):
+        task = None  # an agent that once held the task's work sees it, but no longer links it
+    if task is None:
+        raise PermissionDenied(NOT_YOUR_TASK, code="not_your_task")
+    return task
 
 
-def _find_session(key: Any) -> Any:
-    """An agent session by the agent's own `session_id` string or by HOL's id."""
+def _linkable_work_order(actor: User, work_order_id: Any) -> Any:
+    """A work order the actor's worker holds."""
+    from tasks.models import WorkOrder
+
+    pk = _as_uuid(work_order_id)
+    work_order = WorkOrder.objects.select_related("worker").filter(pk=pk).first() if pk is not None else None
+    if not (
+        work_order is not None
+        and work_order.status in WorkOrder.HELD
+        and work_order.worker is not None
+        and work_order.worker.user_id == actor.pk
+    ):
+        raise PermissionDenied(NOT_YOUR_WORK_ORDER, code="not_your_work_order")
+    ensure_work_order_in_scope(actor, work_order.pk)
+    return work_order
+
+
+def _linkable_session(actor: User, key: Any) -> Any:
+    """A session of the actor's own worker, by the agent's own `session_id` string or HOL's id."""
     from tasks.models import AgentSession
 
     condition = Q(session_id=str(key))
     with contextlib.suppress(ValueError):
         condition |= Q(pk=UUID(str(key)))
     session = AgentSession.objects.select_related("worker").filter(condition).first()
-    if session is None:
-        raise BadRequest(f"session {key} not found", code="invalid")
+    if session is None or session.worker.user_id != actor.pk:
+        raise PermissionDenied(NOT_YOUR_SESSION, code="not_your_session")
+    ensure_task_in_scope(actor, session.task_id)
     return session
 
 
 def resolve_links(*, actor: User, task_id: Any, work_order_id: Any, session_id: Any) -> dict[str, Any]:
     """The task, work order and agent session a request links to, each one the actor may link:
-    a work order its worker holds, a session of its worker, a task it submitted or holds work of
-    (people, who see every task, may link any task). Anything else is a 403, so an agent cannot
-    attach its request to another agent's work, nor borrow it to hide whose request it is."""
-    from tasks.models import Task, WorkOrder
-
+    a task it may see (an agent: one it submitted or holds work of), a work order its worker
+    holds, a session of its worker. Anything else, or an id that names nothing, is a 403: nobody
+    attaches a request to work they cannot see, an agent cannot borrow another agent's work to
+    exclude that agent's people from deciding, and ids cannot be probed."""
     scope = run_scope(actor)
     if scope is not None and task_id in (None, "") and work_order_id in (None, ""):
         work_order_id = scope.work_order_id  # a run's request belongs to its work order
-    task = _find(Task, task_id, "task") if task_id not in (None, "") else None
-    work_order = _find(WorkOrder, work_order_id, "work order") if work_order_id not in (None, "") else None
-    session = _find_session(session_id) if session_id not in (None, "") else None
-    if work_order is not None and not (
-        work_order.status in WorkOrder.HELD and work_order.worker is not None and work_order.worker.user_id == actor.pk
-    ):
-        raise PermissionDenied("you may only link a work order your worker holds", code="not_your_work_order")
-    if session is not None and session.worker.user_id != actor.pk:
-        raise PermissionDenied("you may only link a session of your own worker", code="not_your_session")
-    if task is not None and is_agent(actor):
-        holds_work = WorkOrder.objects.filter(task=task, worker__user=actor, status__in=WorkOrder.HELD).exists()
-        if task.created_by_id != actor.pk and not holds_work:
-            raise PermissionDenied("you may only link a task you submitted or work on", code="not_your_task")
-    if scope is not None:
-        if task is not None:
-            ensure_task_in_scope(actor, task.pk)
-        if work_order is not None:
-            ensure_work_order_in_scope(actor, work_order.pk)
-        if session is not None:
-            ensure_task_in_scope(actor, session.task_id)
+    task = _linkable_task(actor, task_id) if task_id not in (None, "") else None
+    work_order = _linkable_work_order(actor, work_order_id) if work_order_id not in (None, "") else None
+    session = _linkable_session(actor, session_id) if session_id not in (None, "") else None
     if task is not None and work_order is not None and work_order.task_id != task.pk:
         raise BadRequest("the work order belongs to another task", code="links_disagree")
     return {"task": task, "work_order": work_order, "agent_session": session}

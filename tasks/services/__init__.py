@@ -15,7 +15,7 @@ from tasks.services.queue import (
     work_orders_requeue_lapsed,
 )
 from tasks.services.sessions import session_create, session_heartbeat, session_terminate, sessions_terminate_stale
-from tasks.services.tasks import task_create, task_update
+from tasks.services.tasks import task_create, task_create_opens_approval, task_update
 from tasks.services.workers import worker_deregister, worker_heartbeat, worker_register, workers_mark_silent_offline
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "sessions_terminate_stale",
     "task_callback_send",
     "task_create",
+    "task_create_opens_approval",
     "task_intake_approval_settled",
     "task_update",
     "work_order_claim",

@@ -64,10 +64,9 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
     request in the actor's name, and is not enqueued until that is approved."""
     data = apply_aliases(payload)
     key = data.get("idempotency_key") or None
-    if key:
-        existing = Task.objects.filter(created_by=actor, idempotency_key=key).first()
-        if existing is not None:
-            return existing, False
+    existing = _submitted_before(actor, key)
+    if existing is not None:
+        return existing, False
     check_sizes(data)
     gated = check_intake(
         data,
@@ -121,13 +120,29 @@ def task_create(*, actor: User, payload: dict[str, Any]) -> tuple[Task, bool]:
             elif data.get("enqueue"):
                 _enqueue(actor=actor, task=task, priority=None, max_retries=None)
     except IntegrityError:
-        if key:
-            # A concurrent request with the same key won the race: answer with its task.
-            existing = Task.objects.filter(created_by=actor, idempotency_key=key).first()
-            if existing is not None:
-                return existing, False
+        # A concurrent request with the same key won the race: answer with its task.
+        existing = _submitted_before(actor, key)
+        if existing is not None:
+            return existing, False
         raise
     return task, True
+
+
+def _submitted_before(actor: User, key: str | None) -> Task | None:
+    """The task `actor` already submitted under idempotency key `key`, if any."""
+    if not key:
+        return None
+    return Task.objects.filter(created_by=actor, idempotency_key=key).first()
+
+
+def task_create_opens_approval(*, actor: User, payload: dict[str, Any]) -> bool:
+    """Whether task_create(actor, payload) would open an approval request: a new task (not a
+    replay of an idempotency key) whose declared action assesses high or critical. The API counts
+    such a submission against the caller's approval rate before it is made."""
+    data = apply_aliases(payload)
+    if _submitted_before(actor, data.get("idempotency_key") or None) is not None:
+        return False
+    return needs_intake_approval(data.get("action") or None)
 
 
 TASK_EDITABLE = ("title", "description", "priority")

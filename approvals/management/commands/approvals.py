@@ -57,9 +57,12 @@ class Command(BaseCommand):
         return user
 
     def _list_pending(self, *, as_user: str | None = None, **options) -> None:
+        actor = self._actor(as_user)
+        # Overdue requests become expired (audited once) instead of being listed as pending.
+        approval_services.approvals_expire_overdue(among=selectors.approvals_decidable_by(actor=actor))
         now = timezone.now()
         rows = (
-            selectors.approvals_decidable_by(actor=self._actor(as_user))
+            selectors.approvals_decidable_by(actor=actor)
             .select_related("requested_by", "assigned_to")
             .order_by("expires_at")
         )
