@@ -358,7 +358,10 @@ def test_running_agent_keeps_its_work_orders_lease_alive(submit, agent_scripts, 
         """
     )
     eventually(lambda: pid_file.exists() and pid_file.read_text(), what="the agent to start")
-    time.sleep(4)  # longer than the worker's 3 s lease: only heartbeats keep it
+    first_lease = WorkOrder.objects.get(task=task).lease_expires_at
+    # Real time must pass here: once the lease seen as the agent started has run out (the
+    # worker's leases last 3 s), only the heartbeats of the running agent can have kept it.
+    eventually(lambda: timezone.now() > first_lease, seconds=10, what="the first lease to run out")
     work_order = WorkOrder.objects.get(task=task)
     assert work_order.status == "running"
     assert work_order.lease_expires_at > timezone.now()
