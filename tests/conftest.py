@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from django.contrib.auth import get_user_model
+from django.db import connection
 from rest_framework.test import APIClient
 
-from tests.factories import client_for, make_persona, task_payload
+from tests.factories import claim_work, client_for, make_persona, register_worker, submit_task, task_payload
+from tests.processes import database_url, start_approver
 
 pytest_plugins = ["tests.live"]
 
@@ -37,6 +39,11 @@ def bob_tech_lead(db):
 
 
 @pytest.fixture
+def erin_tech_lead(db):
+    return make_persona("erin_tech_lead")
+
+
+@pytest.fixture
 def carol_devops(db):
     return make_persona("carol_devops")
 
@@ -50,6 +57,11 @@ def dave_devops(db):
 def nina_no_role(db):
     """A signed-in person in no role at all: a contractor account, a forgotten test user."""
     return get_user_model().objects.create_user(username="nina_no_role", password="pw-nina_no_role")
+
+
+@pytest.fixture
+def frank_devops(db):
+    return make_persona("frank_devops")
 
 
 @pytest.fixture
@@ -75,24 +87,35 @@ def new_task():
 
 @pytest.fixture
 def worker_007(as_agent_007) -> str:
-    return as_agent_007.post("/api/v1/workers", {"name": "007-laptop"}, format="json").json()["id"]
+    return register_worker(as_agent_007, "007-laptop")
 
 
 @pytest.fixture
 def worker_008(as_agent_008) -> str:
-    return as_agent_008.post("/api/v1/workers", {"name": "008-laptop"}, format="json").json()["id"]
+    return register_worker(as_agent_008, "008-laptop")
 
 
 @pytest.fixture
-def claimed(as_agent_007, worker_007, new_task) -> str:
+def claimed(as_agent_007, worker_007) -> str:
     """A work order agent_007's worker holds: a task created, enqueued and claimed over the API."""
-    task = as_agent_007.post("/api/v1/tasks", new_task(), format="json")
-    assert task.status_code == 201, task.content
-    enqueued = as_agent_007.post("/api/v1/queue/enqueue", {"task_id": task.json()["id"]}, format="json")
-    assert enqueued.status_code == 201, enqueued.content
-    response = as_agent_007.post("/api/v1/queue/claim", {"worker_id": worker_007}, format="json")
-    assert response.status_code == 200, response.content
-    return response.json()["id"]
+    return claim_work(as_agent_007, submit_task(as_agent_007), worker_007)
+
+
+@pytest.fixture
+def approver_processes():
+    """Starts approvers (tests/processes.py) on this run's PostgreSQL database: call it with a
+    username; each is stopped at the end of the test."""
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    started: list = []
+
+    def start(username: str):
+        started.append(start_approver(username, env))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 @pytest.fixture

@@ -15,9 +15,13 @@ from rest_framework_simplejwt.tokens import RefreshToken
 PERSONAS = {
     "alice_developer": ("developer", True),
     "bob_tech_lead": ("tech_lead", True),
+    # A second tech lead: two people who may decide the same request, racing or taking turns.
+    "erin_tech_lead": ("tech_lead", True),
     "carol_devops": ("devops_engineer", True),
     # A second devops engineer: a critical request needs two distinct approvers.
     "dave_devops": ("devops_engineer", True),
+    # A third: two devops engineers racing to give a critical request its second decision.
+    "frank_devops": ("devops_engineer", True),
     "agent_007": ("agent", False),
     "agent_008": ("agent", False),
 }
@@ -65,3 +69,28 @@ def signed_in(user) -> Client:
 def task_payload(**changes: Any) -> dict[str, Any]:
     """A body for POST /api/v1/tasks with any fields replaced."""
     return {**TASK, **changes}
+
+
+# --- over the API, as an agent does it ---
+
+
+def submit_task(client, **changes: Any) -> str:
+    """POST a task (TASK with `changes`); its id."""
+    response = client.post("/api/v1/tasks", task_payload(**changes), format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def register_worker(client, name: str) -> str:
+    response = client.post("/api/v1/workers", {"name": name}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def claim_work(client, task_id: str, worker_id: str) -> str:
+    """Enqueue the task and claim it with the worker: the id of the work order the worker holds."""
+    enqueued = client.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json")
+    assert enqueued.status_code == 201, enqueued.content
+    response = client.post("/api/v1/queue/claim", {"worker_id": worker_id}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["id"]

@@ -1,16 +1,19 @@
-"""Fixtures for tests that drive HOL served by real daphne processes (started the way
-`./bin/hol run` starts them). Loaded by tests/conftest.py as a pytest plugin, so test modules use
+"""Fixtures for tests that drive HOL's real processes: daphne (started the way `./bin/hol run`
+starts it) and Celery workers. Loaded by tests/conftest.py as a pytest plugin, so test modules use
 these fixtures without importing them from each other.
 
 The daphne process cannot see the test run's in-memory SQLite database, so on SQLite it gets a
-freshly migrated file of its own; on PostgreSQL it serves the test database itself.
+freshly migrated file of its own; on PostgreSQL it serves the test database itself. A Celery
+worker needs the shared PostgreSQL test database: its tests are skipped on SQLite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,27 +21,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from hol.celery import app as celery_app
 from hol.launcher import listening_socket, start_daphne, stop_all
-from tests.processes import stop_and_remove
+from tests.processes import database_url, stop_and_remove
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 60
-
-
-def database_url(settings_dict: dict) -> str:
-    credentials = quote(settings_dict["USER"] or "", safe="")
-    if settings_dict.get("PASSWORD"):
-        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
 
 
 def manage(env: dict, *args: str) -> None:
@@ -64,6 +59,13 @@ def per_test_unless_own_database(fixture_name: str, config) -> str:
 def another_daphne(env: dict) -> Iterator[str]:
     """One daphne process on its own port, serving the database `env` names; its URL once it
     answers."""
+    with daphne_process(env) as (url, _):
+        yield url
+
+
+@contextmanager
+def daphne_process(env: dict) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`another_daphne`, for a test that also watches the process: its URL and the process."""
     sock = listening_socket("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     processes = start_daphne(sock, 1, env=env, quiet=True)
@@ -78,7 +80,7 @@ def another_daphne(env: dict) -> Iterator[str]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "daphne did not answer"
                 time.sleep(0.05)
-        yield url
+        yield url, processes[0]
     finally:
         stop_all(processes)
 
@@ -176,9 +178,96 @@ def agent(base_url, accounts):
     http.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tech_lead(base_url, accounts):
-    """The demo tech lead's API session: the human who decides medium-risk approval requests."""
+    """The demo tech lead's API session: the human who decides medium-risk approval requests.
+    Signing in costs a password hash, so one session serves the module."""
     token = token_for(base_url, "demo_tech_lead", accounts)
     with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         yield http
+
+
+# --- Celery workers (PostgreSQL: the worker process serves the test database) ---
+
+QUIET_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+
+
+def start_celery_worker(env: dict, log_path: Path, *, concurrency: int) -> subprocess.Popen:
+    """`celery -A hol worker` in a process group of its own, once it says it is ready."""
+    command = [sys.executable, "-m", "celery", "-A", "hol", "worker", "-c", str(concurrency), "-l", "INFO"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, *QUIET_WORKER],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        eventually(lambda: "ready." in log_path.read_text(), what="the Celery worker to start")
+    except BaseException:
+        stop_worker(process)
+        raise
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def agent_scripts(tmp_path_factory) -> Path:
+    """Each test writes the agent script of its task here, named by the task id."""
+    return tmp_path_factory.mktemp("agents")
+
+
+@pytest.fixture
+def start_worker(transactional_db, agent_scripts, tmp_path_factory):
+    """Starts `celery -A hol worker` processes (two pool processes each) against this run's
+    database and Redis; their agent command runs the script the test wrote for the task, unless
+    `agent_command` says otherwise. Workers live for one test: the database is flushed between
+    tests, and a worker must not carry cached rows (content types, its account) or late
+    messages from one test into the next."""
+    vendor, settings_dict = connection.vendor, connection.settings_dict
+    if vendor != "postgresql":
+        pytest.skip("a separate worker process needs the shared PostgreSQL test database")
+    default_command = (
+        "python -c 'import os, runpy; "
+        f'runpy.run_path(os.path.join("{agent_scripts}", os.environ["HOL_TASK_ID"] + ".py"), run_name="__main__")\''
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOL_")}
+    env.update(
+        DATABASE_URL=database_url(settings_dict),
+        DJANGO_SETTINGS_MODULE="hol.settings",
+        HOL_DATA_DIR=str(tmp_path_factory.mktemp("celery-data")),
+        HOL_TRACE_ROOT=str(tmp_path_factory.mktemp("traces")),
+        HOL_CONN_MAX_AGE="0",
+        HOL_LEASE_SECONDS="3",
+        HOL_RETRY_BACKOFF_SECONDS="0.2",
+        HOL_AGENT_POLL_SECONDS="0.2",
+        HOL_AGENT_KILL_GRACE_SECONDS="1",
+        HOL_AUDIT_SEAL_DELAY_SECONDS="0",
+        HOL_API_URL="http://127.0.0.1:9",  # no HOL serves the API here; agents that call it get refused
+    )
+    celery_app.control.purge()  # messages left by earlier runs name work orders that are gone
+    processes: list[subprocess.Popen] = []
+
+    def start(*, agent_command: str | None = default_command, extra_env: dict | None = None) -> subprocess.Popen:
+        worker_env = {**env, **(extra_env or {})}
+        if agent_command is not None:
+            worker_env["HOL_AGENT_COMMAND"] = agent_command
+        log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"
+        process = start_celery_worker(worker_env, log_path, concurrency=2)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        stop_worker(process)

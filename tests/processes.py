@@ -1,16 +1,30 @@
-"""Real concurrency for tests: forked OS processes sharing the test database."""
+"""Real concurrency for tests: OS processes sharing the test database, forked or started anew."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connections
 
 from hol import embedded_redis
+
+
+def database_url(settings_dict: dict) -> str:
+    """The DATABASE_URL that points a process HOL starts at the PostgreSQL database of `settings_dict`."""
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict.get("PASSWORD"):
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
 
 
 def release_connections_before_fork() -> None:
@@ -67,3 +81,54 @@ def stop_and_remove(data_dir: Path) -> None:
     while pid is not None and not _exited(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --- approvers deciding at the same moment ---
+
+ROOT = Path(__file__).resolve().parent.parent
+# Rounds of a race: each starts both deciders within microseconds of each other.
+ROUNDS = 6
+
+APPROVER = r"""
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
+django.setup()
+from django.contrib.auth import get_user_model
+from django.db import connection
+from approvals.services import approval_decide
+from hol.errors import DomainError
+user = get_user_model().objects.get(username=sys.argv[1])
+connection.ensure_connection()
+print("ready", flush=True)
+for line in sys.stdin:
+    request_id, decision = line.split()
+    try:
+        result = approval_decide(actor=user, request_id=request_id, decision=decision, justification="race")
+        print(json.dumps({"ok": True, "status": result.status}), flush=True)
+    except DomainError as exc:
+        print(json.dumps({"ok": False, "code": exc.code}), flush=True)
+"""
+
+
+def start_approver(username: str, env: dict) -> subprocess.Popen:
+    """A long-lived process (Django set up, connected, `username` loaded) that decides a request
+    for each `<request id> <decision>` line on its stdin and prints the outcome as JSON. It says
+    "ready" first."""
+    return subprocess.Popen(
+        [sys.executable, "-c", APPROVER, username],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def race(processes: list[subprocess.Popen], orders: list[str]) -> list[dict]:
+    """One round: each approver gets its order at once; their outcomes, in the same order."""
+    for proc, order in zip(processes, orders, strict=True):
+        proc.stdin.write(order + "\n")
+    for proc in processes:
+        proc.stdin.flush()
+    return [json.loads(proc.stdout.readline()) for proc in processes]

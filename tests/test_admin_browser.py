@@ -15,7 +15,6 @@ from pytest_django.live_server_helper import LiveServer
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
 from tasks import services as task_services
-from tests.factories import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDTH = 1400
@@ -111,12 +110,9 @@ def waiting_requests(server, agent_007, settings) -> dict[str, ApprovalRequest]:
 
 
 @pytest.fixture
-def approvers(db):
-    return {
-        "bob": make_user("bob_tech_lead", "tech_lead", is_staff=True),
-        "carol": make_user("carol_devops", "devops_engineer", is_staff=True),
-        "dave": make_user("dave_devops", "devops_engineer", is_staff=True),
-    }
+def approvers(bob_tech_lead, carol_devops, dave_devops):
+    """The people who decide the waiting requests; they sign in to the admin by name."""
+    return [bob_tech_lead, carol_devops, dave_devops]
 
 
 def request_page(request: ApprovalRequest) -> str:

@@ -22,7 +22,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create, channel_name
 from audit.models import AuditEntry
 from notifications.models import Notification
-from tests.factories import HIGH_ACTION, MEDIUM_ACTION, make_user
+from tests.factories import HIGH_ACTION, MEDIUM_ACTION
 
 
 def overdue(request: ApprovalRequest, seconds: float = 1) -> None:
@@ -78,12 +78,11 @@ def tight_policy(tmp_path, settings):
 
 
 def test_assignment_spreads_over_approvers_and_escalates_when_everyone_is_full(
-    tight_policy, agent_007, bob_tech_lead, carol_devops
+    tight_policy, agent_007, bob_tech_lead, erin_tech_lead, carol_devops
 ):
-    erin = make_user("erin_tech_lead", "tech_lead", is_staff=True)
     first, second, third = (approval_request_create(actor=agent_007, action=MEDIUM_ACTION) for _ in range(3))
     assert (first.assigned_to, first.assigned_role, first.escalation_level) == (bob_tech_lead, "tech_lead", 0)
-    assert (second.assigned_to, second.assigned_role, second.escalation_level) == (erin, "tech_lead", 0)
+    assert (second.assigned_to, second.assigned_role, second.escalation_level) == (erin_tech_lead, "tech_lead", 0)
     assert (third.assigned_to, third.assigned_role, third.escalation_level) == (carol_devops, "devops_engineer", 1)
     assert Notification.objects.filter(user=carol_devops, kind="approval.escalated").count() == 1
     escalations = AuditEntry.objects.filter(action="approval.escalated", target_id=str(third.pk))

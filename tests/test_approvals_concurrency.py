@@ -6,7 +6,6 @@ the decision service must turn every round into exactly one outcome."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,66 +18,10 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
 from audit.models import AuditEntry
 from tests.factories import HIGH_ACTION, make_user
+from tests.processes import ROUNDS, database_url, race
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production"}
-ROUNDS = 6
-
-APPROVER = r"""
-import json, os, sys
-import django
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
-django.setup()
-from django.contrib.auth import get_user_model
-from django.db import connection
-from approvals.services import approval_decide
-from hol.errors import DomainError
-user = get_user_model().objects.get(username=sys.argv[1])
-connection.ensure_connection()
-print("ready", flush=True)
-for line in sys.stdin:
-    request_id, decision = line.split()
-    try:
-        result = approval_decide(actor=user, request_id=request_id, decision=decision, justification="race")
-        print(json.dumps({"ok": True, "status": result.status}), flush=True)
-    except DomainError as exc:
-        print(json.dumps({"ok": False, "code": exc.code}), flush=True)
-"""
-
-
-@pytest.fixture
-def approver_processes():
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-    }
-    started: list[subprocess.Popen] = []
-
-    def start(username: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", APPROVER, username],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stdin.close()
-        proc.wait(10)
-
-
-def race(processes: list[subprocess.Popen], orders: list[str]) -> list[dict]:
-    for proc, order in zip(processes, orders, strict=True):
-        proc.stdin.write(order + "\n")
-    for proc in processes:
-        proc.stdin.flush()
-    return [json.loads(proc.stdout.readline()) for proc in processes]
 
 
 def decision_entries(request: ApprovalRequest) -> list[str]:
@@ -92,14 +35,13 @@ def decision_entries(request: ApprovalRequest) -> list[str]:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_approvers_deciding_at_once_end_with_one_outcome_and_one_audit_entry(approver_processes):
-    agent = make_user("agent_007", "agent")
-    make_user("bob_tech_lead", "tech_lead", is_staff=True)
-    make_user("erin_tech_lead", "tech_lead", is_staff=True)
+def test_two_approvers_deciding_at_once_end_with_one_outcome_and_one_audit_entry(
+    approver_processes, agent_007, bob_tech_lead, erin_tech_lead
+):
     bob, erin = approver_processes("bob_tech_lead"), approver_processes("erin_tech_lead")
     assert [bob.stdout.readline().strip(), erin.stdout.readline().strip()] == ["ready", "ready"]
     for round_number in range(ROUNDS):
-        request = approval_request_create(actor=agent, action=HIGH_ACTION)
+        request = approval_request_create(actor=agent_007, action=HIGH_ACTION)
         second = "reject" if round_number % 2 else "approve"
         results = race([bob, erin], [f"{request.pk} approve", f"{request.pk} {second}"])
         request.refresh_from_db()
@@ -114,18 +56,14 @@ def test_two_approvers_deciding_at_once_end_with_one_outcome_and_one_audit_entry
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_reject_racing_the_second_approval_of_a_critical_request_never_ends_approved_with_a_reject(
-    approver_processes,
+    approver_processes, agent_007, carol_devops, dave_devops, frank_devops
 ):
-    agent = make_user("agent_007", "agent")
-    carol = make_user("carol_devops", "devops_engineer", is_staff=True)
-    make_user("dave_devops", "devops_engineer", is_staff=True)
-    make_user("frank_devops", "devops_engineer", is_staff=True)
     dave, frank = approver_processes("dave_devops"), approver_processes("frank_devops")
     assert [dave.stdout.readline().strip(), frank.stdout.readline().strip()] == ["ready", "ready"]
     outcomes = set()
     for _ in range(ROUNDS):
-        request = approval_request_create(actor=agent, action=CRITICAL)
-        approval_decide(actor=carol, request_id=request.pk, decision="approve", justification="first")
+        request = approval_request_create(actor=agent_007, action=CRITICAL)
+        approval_decide(actor=carol_devops, request_id=request.pk, decision="approve", justification="first")
         results = race([dave, frank], [f"{request.pk} approve", f"{request.pk} reject"])
         request.refresh_from_db()
         assert sum(result["ok"] for result in results) == 1, results
@@ -161,7 +99,7 @@ print(request.assigned_to.username if request.assigned_to else "-", flush=True)
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_requests_made_at_once_never_overfill_an_approver(tmp_path):
+def test_requests_made_at_once_never_overfill_an_approver(tmp_path, bob_tech_lead, erin_tech_lead, carol_devops):
     import yaml
     from django.conf import settings
 
@@ -170,13 +108,9 @@ def test_requests_made_at_once_never_overfill_an_approver(tmp_path):
     policies = tmp_path / "policies.yaml"
     policies.write_text(yaml.safe_dump(document))
     agents = [make_user(f"agent_{n}", "agent").username for n in range(4)]
-    make_user("bob_tech_lead", "tech_lead", is_staff=True)
-    make_user("erin_tech_lead", "tech_lead", is_staff=True)
-    make_user("carol_devops", "devops_engineer", is_staff=True)
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "HOL_APPROVAL_POLICIES_FILE": str(policies),
     }
     children = [
@@ -221,7 +155,7 @@ def read_overdue(request_id: str, start, results) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_readers_of_an_overdue_request_at_once_expire_it_once():
+def test_readers_of_an_overdue_request_at_once_expire_it_once(bob_tech_lead):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -229,7 +163,6 @@ def test_readers_of_an_overdue_request_at_once_expire_it_once():
     from tests.processes import run_forked
 
     agent = make_user("agent_reader", "agent")
-    make_user("bob_tech_lead", "tech_lead")
     request = approval_request_create(actor=agent, action={"action_type": "file", "operation": "write"})
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     reports = run_forked(read_overdue, [(str(request.pk),)] * 4, timeout=60)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from tasks.models import AgentSession
-from tests.test_security_approvals import claim_work, register_worker, submit_task
+from tests.factories import claim_work, register_worker, submit_task
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev", "details": {"path": "a.py"}}
 LOW = {"action_type": "file", "operation": "read", "environment": "dev", "details": {"path": "a.py"}}
@@ -23,9 +23,9 @@ def _github_repos_allowed(settings):
 
 
 @pytest.fixture
-def held(as_agent_007, new_task, bob_tech_lead) -> dict:
+def held(as_agent_007, bob_tech_lead) -> dict:
     """agent_007's task, the work order its worker holds, and a session of that worker."""
-    task_id = submit_task(as_agent_007, new_task)
+    task_id = submit_task(as_agent_007)
     worker_id = register_worker(as_agent_007, "007-laptop")
     work_order_id = claim_work(as_agent_007, task_id, worker_id)
     AgentSession.objects.create(session_id="cc-007", worker_id=worker_id, last_activity_at=timezone.now())

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,9 +28,12 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_cancel, approval_decide, approval_request_create, channel_name
-from hol.launcher import listening_socket, start_daphne, stop_all
-from tasks.models import WorkOrder
-from tests.factories import MEDIUM_ACTION, make_user
+from hol.launcher import listening_socket
+from tasks.models import Worker, WorkOrder
+from tests.factories import MEDIUM_ACTION
+from tests.live import daphne_process
+from tests.processes import database_url
+from tests.waiting import eventually, wait_until_subscribed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,38 +144,14 @@ def test_waiting_keeps_the_lease_of_the_work_order_the_request_names(as_agent_00
 @pytest.fixture(scope="module")
 def hol_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     """The environment that points a subprocess at this test run's database."""
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return {**os.environ, "DATABASE_URL": url}
-
-
-@contextmanager
-def serving(env: dict[str, str]):
-    """A daphne process serving HOL with `env`: yields its URL and its process."""
-    sock = listening_socket("127.0.0.1", 0)
-    processes = start_daphne(sock, 1, env=env, quiet=True)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/approvals/00000000-0000-0000-0000-000000000000", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or processes[0].poll() is not None:
-                    pytest.fail("daphne did not start")
-                time.sleep(0.1)
-        yield url, processes[0]
-    finally:
-        stop_all(processes)
-        sock.close()
+    return {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
 
 
 @pytest.fixture(scope="module")
 def daphne(hol_env):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
-    with serving(hol_env) as served:
+    with daphne_process(hol_env) as served:
         yield served
 
 
@@ -198,13 +177,13 @@ def wait_in_thread(url: str, headers: dict, results: dict) -> threading.Thread:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_process(daphne_url, hol_env):
-    agent = make_user("agent_007", "agent")
-    make_user("carol_devops", "devops_engineer", is_staff=True)
-    request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_process(
+    daphne_url, hol_env, agent_007, carol_devops
+):
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     results: dict = {}
-    thread = wait_in_thread(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent), results)
-    time.sleep(1.0)  # the agent is waiting
+    thread = wait_in_thread(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent_007), results)
+    wait_until_subscribed(settings.REDIS_URL, [channel_name(request.pk)])
     assert not results
     decider = subprocess.Popen(
         [sys.executable, "manage.py", "approvals", "approve", str(request.pk), "--as", "carol_devops"],
@@ -226,11 +205,10 @@ def test_a_waiting_agent_returns_within_a_second_of_a_decision_in_another_proces
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url):
-    agent = make_user("agent_007", "agent")
-    request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     started = time.monotonic()
-    response = httpx.get(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=2", headers=bearer(agent), timeout=30)
+    response = httpx.get(f"{daphne_url}/api/v1/approvals/{request.pk}?wait=2", headers=bearer(agent_007), timeout=30)
     elapsed = time.monotonic() - started
     assert response.json()["status"] == "pending"
     assert 1.9 <= elapsed < 4
@@ -238,12 +216,10 @@ def test_a_waiting_agent_gets_pending_after_n_seconds_from_daphne(daphne_url):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
-    agent = make_user("agent_007", "agent")
-    requests = [approval_request_create(actor=agent, action=MEDIUM_ACTION) for _ in range(50)]
-    headers = bearer(agent)
+def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url, agent_007):
+    requests = [approval_request_create(actor=agent_007, action=MEDIUM_ACTION) for _ in range(50)]
+    headers = bearer(agent_007)
     channels = [channel_name(request.pk) for request in requests]
-    watcher = redis.Redis.from_url(settings.REDIS_URL)
 
     async def other_call_times(client: httpx.AsyncClient) -> list[float]:
         times = []
@@ -272,10 +248,11 @@ def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
                 asyncio.create_task(client.get(f"/api/v1/approvals/{request.pk}", params={"wait": 6}))
                 for request in requests
             ]
-            while sum(n for _, n in watcher.pubsub_numsub(*channels)) < 50:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # their first reads are done; all 50 are waiting
-            # Their first reads may still be finishing on a busy machine: give them a moment.
+            await asyncio.to_thread(wait_until_subscribed, settings.REDIS_URL, channels)
+            # Each waiter subscribes, then queues for one of the process's read slots, which are
+            # handed out in turn: a read sent now is answered only once all 50 first reads began.
+            assert (await client.get(f"/api/v1/approvals/{requests[0].pk}")).json()["status"] == "pending"
+            # The last of them may still be finishing on a busy machine: give them a moment.
             settle_by = time.monotonic() + 2.5
             while True:
                 connections_held = await asyncio.to_thread(database_connections_of_others) - connections_before
@@ -289,7 +266,6 @@ def test_fifty_waiting_agents_do_not_slow_other_api_calls(daphne_url):
             return beside_waiters, still_waiting, connections_held, [answer.status_code for answer in answers]
 
     beside_waiters, still_waiting, connections_held, statuses = asyncio.run(scenario())
-    watcher.close()
     assert statuses == [200] * 50
     assert len(beside_waiters) == 20
     assert still_waiting == 50
@@ -318,24 +294,15 @@ def redis_connections_of(pid: int, redis_url: str) -> int:
         return sum(int(entry["addr"].rsplit(":", 1)[1]) in local_ports for entry in client.client_list())
 
 
-def wait_until_subscribed(redis_url: str, channels: list[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with closing(redis.Redis.from_url(redis_url)) as watcher:
-        while sum(n for _, n in watcher.pubsub_numsub(*channels)) < len(channels):
-            assert time.monotonic() < deadline, "the waiters did not all subscribe"
-            time.sleep(0.05)
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_hundred_waiters_share_a_few_redis_connections(daphne):
+def test_two_hundred_waiters_share_a_few_redis_connections(daphne, agent_007):
     url, process = daphne
     if not settings.REDIS_URL.startswith("redis://"):
         pytest.skip("counts Redis connections over TCP (set REDIS_URL)")
-    agent = make_user("agent_007", "agent")
-    requests = [approval_request_create(actor=agent, action=MEDIUM_ACTION) for _ in range(200)]
+    requests = [approval_request_create(actor=agent_007, action=MEDIUM_ACTION) for _ in range(200)]
     channels = [channel_name(request.pk) for request in requests]
-    headers = bearer(agent)
+    headers = bearer(agent_007)
 
     async def scenario() -> tuple[int, list[tuple[int, str]]]:
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
@@ -347,7 +314,7 @@ def test_two_hundred_waiters_share_a_few_redis_connections(daphne):
             await asyncio.to_thread(wait_until_subscribed, settings.REDIS_URL, channels)
             held = await asyncio.to_thread(redis_connections_of, process.pid, settings.REDIS_URL)
             for request in requests:
-                await asyncio.to_thread(approval_cancel, actor=agent, request_id=request.pk, reason="done")
+                await asyncio.to_thread(approval_cancel, actor=agent_007, request_id=request.pk, reason="done")
             answers = await asyncio.gather(*waiters)
             return held, [(answer.status_code, answer.json()["status"]) for answer in answers]
 
@@ -358,17 +325,24 @@ def test_two_hundred_waiters_share_a_few_redis_connections(daphne):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_with_redis_down_a_waiting_agent_gets_the_decision_within_seconds(hol_env):
+def test_with_redis_down_a_waiting_agent_gets_the_decision_within_seconds(hol_env, agent_007, carol_devops, claimed):
+    # The request names the work order agent_007's worker holds: the wait heartbeats that worker
+    # as soon as it has read the request, which is how the test sees the agent waiting.
+    held = WorkOrder.objects.select_related("worker").get(pk=claimed)
+    request = approval_request_create(
+        actor=agent_007, action=MEDIUM_ACTION, task_id=held.task_id, work_order_id=held.pk
+    )
     # Nothing listens on the discard port: this daphne's Redis is down for its whole life.
-    with serving({**hol_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as (url, _):
-        agent = make_user("agent_007", "agent")
-        devops = make_user("carol_devops", "devops_engineer", is_staff=True)
-        request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+    with daphne_process({**hol_env, "REDIS_URL": "redis://127.0.0.1:9/0"}) as (url, _):
         results: dict = {}
-        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=20", bearer(agent), results)
-        time.sleep(1.5)  # the agent is waiting
+        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=20", bearer(agent_007), results)
+        eventually(
+            lambda: Worker.objects.get(pk=held.worker_id).last_heartbeat_at > held.worker.last_heartbeat_at,
+            seconds=30,
+            what="the agent to be waiting",
+        )
         assert not results
-        approval_decide(actor=devops, request_id=request.pk, decision="approve")
+        approval_decide(actor=carol_devops, request_id=request.pk, decision="approve")
         decided = time.monotonic()
         thread.join(30)
     assert results["status"] == 200
@@ -406,17 +380,15 @@ def own_redis(tmp_path):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_with_redis_hung_a_waiting_agent_gets_the_decision_within_seconds(hol_env, own_redis):
+def test_with_redis_hung_a_waiting_agent_gets_the_decision_within_seconds(hol_env, own_redis, agent_007, carol_devops):
     redis_url, redis_server = own_redis
-    with serving({**hol_env, "REDIS_URL": redis_url}) as (url, _):
-        agent = make_user("agent_007", "agent")
-        devops = make_user("carol_devops", "devops_engineer", is_staff=True)
-        request = approval_request_create(actor=agent, action=MEDIUM_ACTION)
+    with daphne_process({**hol_env, "REDIS_URL": redis_url}) as (url, _):
+        request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
         results: dict = {}
-        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent), results)
+        thread = wait_in_thread(f"{url}/api/v1/approvals/{request.pk}?wait=30", bearer(agent_007), results)
         wait_until_subscribed(redis_url, [channel_name(request.pk)])
         redis_server.send_signal(signal.SIGSTOP)  # connections stay open; nothing answers
-        approval_decide(actor=devops, request_id=request.pk, decision="approve")
+        approval_decide(actor=carol_devops, request_id=request.pk, decision="approve")
         decided = time.monotonic()
         thread.join(40)
     assert results["status"] == 200

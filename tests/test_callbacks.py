@@ -15,7 +15,7 @@ from audit.models import AuditEntry
 from tasks import callbacks
 from tasks.models import Task
 from tests.factories import client_for, task_payload
-from tests.test_runner import agent_scripts, eventually, start_worker, wait_for_status  # noqa: F401 - fixtures
+from tests.waiting import eventually, wait_for_status
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -258,10 +258,7 @@ def test_a_host_taken_off_the_allowlist_is_refused_at_send_time(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_real_worker_runs_the_task_and_posts_the_signed_callback(
-    receiver,
-    start_worker,  # noqa: F811 - the fixture
-    agent_scripts,  # noqa: F811 - the fixture
-    alice_developer,
+    receiver, start_worker, agent_scripts, alice_developer
 ):
     secret = "callback-secret-of-this-test"
     start_worker(extra_env={"HOL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "HOL_CALLBACK_SECRET": secret})

@@ -19,7 +19,7 @@ from chat.services import chat_message_post
 from hol.asgi import application
 from notifications.services import notification_create
 from tasks.services import task_create
-from tests.factories import TASK, make_user
+from tests.factories import TASK
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost")
@@ -84,18 +84,8 @@ async def closed_with(comm: WebsocketCommunicator) -> int:
 
 
 @pytest.fixture
-def agent():
-    return make_user("agent_007", "agent")
-
-
-@pytest.fixture
-def bob():
-    return make_user("bob_tech_lead", "tech_lead", is_staff=True)
-
-
-@pytest.fixture
-def task(agent, bob):
-    created, _ = task_create(actor=agent, payload={**TASK, "assigned_to": bob.username})
+def task(agent_007, bob_tech_lead):
+    created, _ = task_create(actor=agent_007, payload={**TASK, "assigned_to": bob_tech_lead.username})
     return created
 
 
@@ -108,14 +98,13 @@ def test_a_bad_jwt_is_closed_4401(task):
     assert run(closed_with, comm) == 4401
 
 
-def test_an_agent_without_access_to_the_task_is_closed_4403(task):
-    other = make_user("agent_008", "agent")
-    comm = communicator(f"/ws/tasks/{task.pk}/", subprotocols=["hol.v1", f"hol.jwt.{jwt(other)}"])
+def test_an_agent_without_access_to_the_task_is_closed_4403(task, agent_008):
+    comm = communicator(f"/ws/tasks/{task.pk}/", subprotocols=["hol.v1", f"hol.jwt.{jwt(agent_008)}"])
     assert run(closed_with, comm) == 4403
 
 
-def test_a_foreign_origin_is_refused_even_with_a_session(task, bob):
-    headers = [(b"origin", b"http://evil.example"), *session_headers(bob)[1:]]
+def test_a_foreign_origin_is_refused_even_with_a_session(task, bob_tech_lead):
+    headers = [(b"origin", b"http://evil.example"), *session_headers(bob_tech_lead)[1:]]
 
     async def scenario():
         connected, _ = await communicator(f"/ws/tasks/{task.pk}/", headers=headers).connect()
@@ -124,8 +113,8 @@ def test_a_foreign_origin_is_refused_even_with_a_session(task, bob):
     assert run(scenario) is False
 
 
-def test_an_agent_connects_with_the_jwt_subprotocol_and_gets_hol_v1(task, agent):
-    token = jwt(agent)
+def test_an_agent_connects_with_the_jwt_subprotocol_and_gets_hol_v1(task, agent_007):
+    token = jwt(agent_007)
 
     async def scenario():
         comm = communicator(f"/ws/tasks/{task.pk}/", subprotocols=["hol.v1", f"hol.jwt.{token}"])
@@ -136,15 +125,15 @@ def test_an_agent_connects_with_the_jwt_subprotocol_and_gets_hol_v1(task, agent)
     assert run(scenario) == (True, "hol.v1")
 
 
-def test_a_person_receives_a_message_posted_after_connecting(task, agent, bob):
-    headers = session_headers(bob)
+def test_a_person_receives_a_message_posted_after_connecting(task, agent_007, bob_tech_lead):
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         # No `after`: what is stored between the accept and joining the group still arrives.
         comm = communicator(f"/ws/tasks/{task.pk}/", headers=headers)
         assert (await comm.connect())[0]
         await off_loop(
-            lambda: chat_message_post(actor=agent, task_id=task.pk, content="<b>tests pass</b>", event_type="log")
+            lambda: chat_message_post(actor=agent_007, task_id=task.pk, content="<b>tests pass</b>", event_type="log")
         )
         event = await comm.receive_json_from(timeout=5)
         await comm.disconnect()
@@ -155,10 +144,10 @@ def test_a_person_receives_a_message_posted_after_connecting(task, agent, bob):
     assert (event["message"]["content"], event["message"]["sender"]) == ("<b>tests pass</b>", "agent_007")
 
 
-def test_reconnecting_with_after_replays_only_what_was_missed_each_once(task, agent, bob):
-    ids = [chat_message_post(actor=agent, task_id=task.pk, content=f"line {n}").pk for n in range(5)]
+def test_reconnecting_with_after_replays_only_what_was_missed_each_once(task, agent_007, bob_tech_lead):
+    ids = [chat_message_post(actor=agent_007, task_id=task.pk, content=f"line {n}").pk for n in range(5)]
 
-    headers = session_headers(bob)
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator(f"/ws/tasks/{task.pk}/?after={ids[1]}", headers=headers)
@@ -171,9 +160,9 @@ def test_reconnecting_with_after_replays_only_what_was_missed_each_once(task, ag
     assert run(scenario) == ids[2:]
 
 
-def test_connecting_without_after_replays_nothing(task, agent, bob):
-    chat_message_post(actor=agent, task_id=task.pk, content="old news")
-    headers = session_headers(bob)
+def test_connecting_without_after_replays_nothing(task, agent_007, bob_tech_lead):
+    chat_message_post(actor=agent_007, task_id=task.pk, content="old news")
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator(f"/ws/tasks/{task.pk}/", headers=headers)
@@ -185,10 +174,10 @@ def test_connecting_without_after_replays_nothing(task, agent, bob):
     assert run(scenario) is True
 
 
-def test_a_ticket_opens_one_socket_once(task, agent):
+def test_a_ticket_opens_one_socket_once(task, agent_007):
     from hol.ws_auth import ticket_issue
 
-    ticket = ticket_issue(user=agent)
+    ticket = ticket_issue(user=agent_007)
 
     async def scenario():
         first = communicator(f"/ws/tasks/{task.pk}/?ticket={ticket}")
@@ -201,15 +190,15 @@ def test_a_ticket_opens_one_socket_once(task, agent):
     assert run(scenario) == 4401
 
 
-def test_an_agent_without_origin_cannot_use_a_session_cookie(task, bob):
-    headers = session_headers(bob)[1:]  # the cookie, no Origin: not a browser
+def test_an_agent_without_origin_cannot_use_a_session_cookie(task, bob_tech_lead):
+    headers = session_headers(bob_tech_lead)[1:]  # the cookie, no Origin: not a browser
     assert run(closed_with, communicator(f"/ws/tasks/{task.pk}/", headers=headers)) == 4401
 
 
-def test_a_human_response_over_the_socket_answers_the_question(task, agent, bob):
-    question = chat_message_post(actor=agent, task_id=task.pk, content="Which DB?", message_type="request")
+def test_a_human_response_over_the_socket_answers_the_question(task, agent_007, bob_tech_lead):
+    question = chat_message_post(actor=agent_007, task_id=task.pk, content="Which DB?", message_type="request")
 
-    headers = session_headers(bob)
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator(f"/ws/tasks/{task.pk}/?after={question.pk}", headers=headers)
@@ -228,9 +217,9 @@ def test_a_human_response_over_the_socket_answers_the_question(task, agent, bob)
     )
 
 
-def test_an_agent_sending_a_human_response_gets_an_error_event(task, agent):
-    question = chat_message_post(actor=agent, task_id=task.pk, content="Deploy?", message_type="request")
-    token = jwt(agent)
+def test_an_agent_sending_a_human_response_gets_an_error_event(task, agent_007):
+    question = chat_message_post(actor=agent_007, task_id=task.pk, content="Deploy?", message_type="request")
+    token = jwt(agent_007)
 
     async def scenario():
         path = f"/ws/tasks/{task.pk}/?after={question.pk}"
@@ -246,10 +235,10 @@ def test_an_agent_sending_a_human_response_gets_an_error_event(task, agent):
     assert reply_to(question_id=question.pk) is None
 
 
-def test_answering_something_that_is_not_a_question_gets_an_error_event(task, agent, bob):
-    log_line = chat_message_post(actor=agent, task_id=task.pk, content="a log line")
+def test_answering_something_that_is_not_a_question_gets_an_error_event(task, agent_007, bob_tech_lead):
+    log_line = chat_message_post(actor=agent_007, task_id=task.pk, content="a log line")
 
-    headers = session_headers(bob)
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator(f"/ws/tasks/{task.pk}/?after={log_line.pk}", headers=headers)
@@ -262,14 +251,14 @@ def test_answering_something_that_is_not_a_question_gets_an_error_event(task, ag
     assert run(scenario) == {"type": "error", "code": "not_a_question", "message": "only a question can be answered"}
 
 
-def test_the_notification_socket_pushes_the_unread_count(bob):
-    headers = session_headers(bob)
+def test_the_notification_socket_pushes_the_unread_count(bob_tech_lead):
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator("/ws/notifications/", headers=headers)
         assert (await comm.connect())[0]
         first = await comm.receive_json_from(timeout=5)
-        await off_loop(lambda: notification_create(user=bob, kind="question", message="Which DB?"))
+        await off_loop(lambda: notification_create(user=bob_tech_lead, kind="question", message="Which DB?"))
         pushed = await comm.receive_json_from(timeout=5)
         await comm.disconnect()
         return first, pushed
@@ -280,8 +269,8 @@ def test_the_notification_socket_pushes_the_unread_count(bob):
     assert pushed["notification"]["message"] == "Which DB?"
 
 
-def test_the_dashboard_refuses_agents(agent):
-    comm = communicator("/ws/dashboard/", subprotocols=["hol.v1", f"hol.jwt.{jwt(agent)}"])
+def test_the_dashboard_refuses_agents(agent_007):
+    comm = communicator("/ws/dashboard/", subprotocols=["hol.v1", f"hol.jwt.{jwt(agent_007)}"])
     assert run(closed_with, comm) == 4403
 
 
@@ -293,15 +282,15 @@ def test_the_dashboard_refuses_a_person_without_a_role(task):
     assert run(closed_with, communicator("/ws/dashboard/", headers=headers)) == 4403
 
 
-def test_the_dashboard_sends_a_snapshot_then_activity(task, agent, bob):
-    headers = session_headers(bob)
+def test_the_dashboard_sends_a_snapshot_then_activity(task, agent_007, bob_tech_lead):
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator("/ws/dashboard/", headers=headers)
         assert (await comm.connect())[0]
         snapshot = await comm.receive_json_from(timeout=5)
         await off_loop(
-            lambda: chat_message_post(actor=agent, task_id=task.pk, content="Which DB?", message_type="request")
+            lambda: chat_message_post(actor=agent_007, task_id=task.pk, content="Which DB?", message_type="request")
         )
         # Fresh snapshots may come in between: every commit also tells the dashboards to re-read.
         event = await comm.receive_json_from(timeout=5)
@@ -317,18 +306,18 @@ def test_the_dashboard_sends_a_snapshot_then_activity(task, agent, bob):
     assert activity["activity"]["task_title"] == task.title
 
 
-def test_the_dashboard_shows_a_change_pushed_by_a_service_long_before_its_slow_re_read(task, agent, bob):
+def test_the_dashboard_shows_a_change_pushed_by_a_service_long_before_its_slow_re_read(task, agent_007, bob_tech_lead):
     from notifications.consumers import DASHBOARD_REFRESH_SECONDS
     from tasks.services import worker_register
 
-    headers = session_headers(bob)
+    headers = session_headers(bob_tech_lead)
 
     async def scenario():
         comm = communicator("/ws/dashboard/", headers=headers)
         assert (await comm.connect())[0]
         before = (await comm.receive_json_from(timeout=5))["snapshot"]["workers"]["idle"]
         started = asyncio.get_running_loop().time()
-        await off_loop(lambda: worker_register(actor=agent, name="laptop"))
+        await off_loop(lambda: worker_register(actor=agent_007, name="laptop"))
         while True:
             event = await comm.receive_json_from(timeout=3)
             if event["type"] == "dashboard.snapshot":
@@ -343,7 +332,7 @@ def test_the_dashboard_shows_a_change_pushed_by_a_service_long_before_its_slow_r
 
 
 @pytest.mark.slow
-def test_a_burst_past_the_channel_capacity_reaches_every_subscriber_whole(task, agent, bob, settings):
+def test_a_burst_past_the_channel_capacity_reaches_every_subscriber_whole(task, agent_007, bob_tech_lead, settings):
     """channels-redis drops silently past a channel's capacity; 300 events to 20 subscribers
     whose channels hold 50 and that read only after the burst must still all arrive, in order."""
     from channels.layers import channel_layers
@@ -351,7 +340,7 @@ def test_a_burst_past_the_channel_capacity_reaches_every_subscriber_whole(task, 
     layer = settings.CHANNEL_LAYERS["default"]
     settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "capacity": 50}}}
     channel_layers.backends.clear()
-    headers = session_headers(bob)
+    headers = session_headers(bob_tech_lead)
     count = 300
 
     async def scenario():
@@ -361,7 +350,7 @@ def test_a_burst_past_the_channel_capacity_reaches_every_subscriber_whole(task, 
 
         def burst():
             for n in range(count):
-                chat_message_post(actor=agent, task_id=task.pk, content=f"line {n}")
+                chat_message_post(actor=agent_007, task_id=task.pk, content=f"line {n}")
 
         await off_loop(burst)
         received = []

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.test import Client
 
 from hol import health
-from tests.test_runner import agent_scripts, start_worker  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +80,7 @@ def test_healthz_refuses_writes():
 
 
 @pytest.mark.postgres
-def test_healthz_reports_celery_ok_when_a_worker_answers_a_ping(start_worker):  # noqa: F811
+def test_healthz_reports_celery_ok_when_a_worker_answers_a_ping(start_worker):
     start_worker()
     body = Client().get("/healthz").json()
     assert body["checks"]["celery"] == "ok"

@@ -16,8 +16,8 @@ from hol.errors import Conflict
 from notifications.models import Notification
 from tasks import services as task_services
 from tasks.models import Task, WorkOrder
-from tests.factories import client_for, make_user, signed_in, task_payload
-from tests.test_approvals_concurrency import ROUNDS, approver_processes, race  # noqa: F401 - shares the fixture
+from tests.factories import client_for, signed_in, task_payload
+from tests.processes import ROUNDS, race
 
 DEPLOY_PRODUCTION = {"action_type": "deployment", "operation": "deploy", "environment": "production"}
 DROP_TABLE = {"action_type": "database", "operation": "drop", "environment": "production"}
@@ -130,14 +130,12 @@ def test_critical_task_needs_both_approvals_before_it_is_enqueued(as_agent_007, 
     assert WorkOrder.objects.count() == 1
 
 
-def test_another_approval_linked_to_the_task_does_not_release_it(as_agent_007, alice_developer):
+def test_another_approval_linked_to_the_task_does_not_release_it(as_agent_007, alice_developer, erin_tech_lead):
     """An agent cannot free its gated task by linking a lesser request to it and getting that
     one approved: only the intake request settles the task."""
     body = submit(as_agent_007, DEPLOY_PRODUCTION)
     side = as_agent_007.post("/api/v1/approvals", {**WRITE_FILE, "task_id": body["id"]}, format="json").json()
-    response = client_for(make_user("erin_tech_lead", "tech_lead")).post(
-        f"/api/v1/approvals/{side['id']}/approve", {}, format="json"
-    )
+    response = client_for(erin_tech_lead).post(f"/api/v1/approvals/{side['id']}/approve", {}, format="json")
     assert response.status_code == 200
     assert Task.objects.get(pk=body["id"]).status == "approval_pending"
     assert not WorkOrder.objects.exists()
@@ -178,13 +176,13 @@ def test_withdrawing_the_request_cancels_the_task(as_agent_007):
     assert Task.objects.get(pk=body["id"]).status == "cancelled"
 
 
-def test_a_tech_lead_cancelling_a_waiting_task_withdraws_its_request(as_agent_007, bob_tech_lead):
+def test_a_tech_lead_cancelling_a_waiting_task_withdraws_its_request(as_agent_007, bob_tech_lead, erin_tech_lead):
     body = submit(as_agent_007, DEPLOY_PRODUCTION)
     response = client_for(bob_tech_lead).patch(f"/api/v1/tasks/{body['id']}", {"status": "cancelled"}, format="json")
     assert response.status_code == 200
     request = ApprovalRequest.objects.get(pk=body["approval_request"])
     assert (request.status, request.rejection_reason) == ("cancelled", "the task was cancelled")
-    late = approve(make_user("erin_tech_lead", "tech_lead"), request.pk)
+    late = approve(erin_tech_lead, request.pk)
     assert late.status_code == 409
     assert not WorkOrder.objects.exists()
 
@@ -223,14 +221,13 @@ def test_pages_show_the_waiting_status_and_the_inbox_lists_the_request(as_agent_
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_approvers_racing_enqueue_the_task_exactly_once(approver_processes):  # noqa: F811 - the fixture
-    agent = make_user("agent_007", "agent")
-    make_user("bob_tech_lead", "tech_lead", is_staff=True)
-    make_user("erin_tech_lead", "tech_lead", is_staff=True)
+def test_two_approvers_racing_enqueue_the_task_exactly_once(
+    approver_processes, agent_007, bob_tech_lead, erin_tech_lead
+):
     bob, erin = approver_processes("bob_tech_lead"), approver_processes("erin_tech_lead")
     assert [bob.stdout.readline().strip(), erin.stdout.readline().strip()] == ["ready", "ready"]
     for _ in range(ROUNDS):
-        task, _ = task_services.task_create(actor=agent, payload=task_payload(action=DEPLOY_PRODUCTION))
+        task, _ = task_services.task_create(actor=agent_007, payload=task_payload(action=DEPLOY_PRODUCTION))
         request_id = task.intake_approval_id
         results = race([bob, erin], [f"{request_id} approve", f"{request_id} approve"])
         assert sorted(result["ok"] for result in results) == [False, True], results

@@ -73,17 +73,11 @@ def two_branch_graph(hol: HolClient):
     return builder.compile(checkpointer=MemorySaver())
 
 
-# Signing in costs a password hash; these tests are quick, so one token each lasts the module.
+# Signing in costs a password hash; these tests are quick, so one token lasts the module (as the
+# tech lead's session does).
 @pytest.fixture(scope="module")
 def hol(base_url, accounts) -> HolClient:
     return HolClient(api_url=base_url, token=token_for(base_url, "demo_agent", accounts))
-
-
-@pytest.fixture(scope="module")
-def tech_lead(base_url, accounts):
-    token = token_for(base_url, "demo_tech_lead", accounts)
-    with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
-        yield http
 
 
 @pytest.fixture

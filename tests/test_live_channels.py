@@ -14,6 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.live import another_daphne
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,6 +52,22 @@ def ws_url(base: str, path: str) -> str:
     return base.replace("http://", "ws://") + path
 
 
+def hold_the_work(agent: httpx.Client, task_id: str) -> str:
+    """The agent's worker claims the task's work order; its id. An asker whose worker holds work
+    is heartbeaten as soon as its wait for an answer begins: a test sees the wait by that."""
+    worker_id = agent.post("/api/v1/workers", json={"name": "laptop"}).json()["id"]
+    assert agent.post("/api/v1/queue/enqueue", json={"task_id": task_id}).status_code == 201
+    claim = agent.post("/api/v1/queue/claim", json={"worker_id": worker_id})
+    assert (claim.status_code, claim.json()["task"]["id"]) == (200, task_id), claim.text
+    return worker_id
+
+
+def last_heartbeat(agent: httpx.Client, worker_id: str) -> str:
+    """Read on a connection of its own: the agent's client may be busy waiting."""
+    with httpx.Client(base_url=agent.base_url, headers=agent.headers, timeout=10) as http:
+        return http.get(f"/api/v1/workers/{worker_id}").json()["last_heartbeat_at"]
+
+
 def test_a_message_posted_over_http_reaches_a_websocket_subscriber(daphne_url, agent_task):
     agent, task = agent_task
     token = agent.headers["Authorization"].removeprefix("Bearer ")
@@ -75,6 +92,7 @@ def test_a_person_with_a_ticket_receives_the_stream(daphne_url, agent_task, demo
 
 def test_a_waiting_agent_gets_the_answer_within_a_second(daphne_url, agent_task, demo_passwords):
     agent, task = agent_task
+    worker_id = hold_the_work(agent, task["id"])
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
     ).json()
@@ -84,9 +102,10 @@ def test_a_waiting_agent_gets_the_answer_within_a_second(daphne_url, agent_task,
         response = agent.get(f"/api/v1/chat/messages/{question['id']}/reply", params={"wait": 30}, timeout=60)
         results.update(body=response.json(), returned=time.monotonic())
 
+    heartbeat_before = last_heartbeat(agent, worker_id)
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(1.0)  # the agent is waiting
+    eventually(lambda: last_heartbeat(agent, worker_id) != heartbeat_before, seconds=30, what="the agent to be waiting")
     assert not results
     with closing(signed_in(daphne_url, "demo_tech_lead", demo_passwords)) as lead:
         answered = lead.post(
@@ -114,6 +133,7 @@ def test_a_post_to_one_daphne_reaches_a_subscriber_of_another(daphne_url, second
 
 def test_with_redis_down_a_waiting_agent_gets_its_answer(daphne_url, url_without_redis, agent_task, demo_passwords):
     agent, task = agent_task
+    worker_id = hold_the_work(agent, task["id"])
     question = agent.post(
         "/api/v1/chat/messages", json={"task_id": task["id"], "message_type": "request", "content": "Which DB?"}
     ).json()
@@ -126,9 +146,11 @@ def test_with_redis_down_a_waiting_agent_gets_its_answer(daphne_url, url_without
         )  # fmt: skip
         results.update(status=response.status_code, body=response.json(), returned=time.monotonic())
 
+    heartbeat_before = last_heartbeat(agent, worker_id)
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(1.0)  # the agent is waiting
+    eventually(lambda: last_heartbeat(agent, worker_id) != heartbeat_before, seconds=30, what="the agent to be waiting")
+    assert not results
     with closing(signed_in(daphne_url, "demo_tech_lead", demo_passwords)) as lead:
         lead.post(
             "/api/v1/chat/messages",

@@ -8,12 +8,15 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from tasks import services as task_services
+from tasks.claim_wait import _waiter_key
 from tasks.models import Worker, WorkOrder
 from tests.factories import TASK, client_for
+from tests.waiting import wait_until_key_exists
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,6 +30,12 @@ def claim_in_thread(client, body: dict, results: dict) -> threading.Thread:
     thread = threading.Thread(target=claim)
     thread.start()
     return thread
+
+
+def wait_until_waiting(worker_id: str) -> None:
+    """Until the worker's claim has found the queue empty and waits: it is registered as waiting
+    (after subscribing to the queue's wake-ups, so work queued from now on wakes it)."""
+    wait_until_key_exists(settings.REDIS_URL, _waiter_key(worker_id))
 
 
 def enqueue(agent) -> WorkOrder:
@@ -51,7 +60,7 @@ def test_without_wait_an_empty_queue_answers_at_once(as_agent_007, worker_007):
 def test_work_queued_during_the_wait_is_handed_out_at_once(agent_007, worker_007):
     results: dict = {}
     thread = claim_in_thread(client_for(agent_007), {"worker_id": worker_007, "wait": 20}, results)
-    time.sleep(0.5)
+    wait_until_waiting(worker_007)
     work_order = enqueue(agent_007)
     thread.join(timeout=25)
     assert results["response"].status_code == 200
@@ -128,7 +137,7 @@ def test_a_signed_in_session_needs_the_csrf_token(agent_007, worker_007):
 def test_one_worker_waits_in_one_claim_at_a_time(agent_007, worker_007):
     results: dict = {}
     thread = claim_in_thread(client_for(agent_007), {"worker_id": worker_007, "wait": 3}, results)
-    time.sleep(1)
+    wait_until_waiting(worker_007)
     second = client_for(agent_007).post("/api/v1/queue/claim", {"worker_id": worker_007, "wait": 3}, format="json")
     assert (second.status_code, second.json()["code"]) == (409, "already_waiting")
     thread.join(timeout=10)

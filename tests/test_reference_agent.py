@@ -23,9 +23,8 @@ from hol.celery import app as celery_app
 from tasks import services as task_services
 from tasks.models import Execution, Task, WorkOrder
 from tests.factories import signed_in
-from tests.test_runner import QUIET_WORKER, eventually, stop_worker
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.live import start_celery_worker, stop_worker
+from tests.waiting import eventually, wait_for_status
 
 CALC = "def add(a, b):\n    return a - b\n"
 TEST_CALC = """import unittest
@@ -228,17 +227,7 @@ def reference_worker(transactional_db, live_env, daphne_url, repos_root, tmp_pat
         HOL_LOG_LEVEL="INFO",
     )
     celery_app.control.purge()
-    log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hol", "worker", "-c", "1", "-l", "INFO", *QUIET_WORKER],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    eventually(lambda: "ready." in log_path.read_text(), what="the Celery worker to start")
+    process = start_celery_worker(env, tmp_path_factory.mktemp("celery-log") / "worker.log", concurrency=1)
     yield process
     stop_worker(process)
 
@@ -273,11 +262,6 @@ def wait_for_plan(task: Task) -> ChatMessage:
     question = ChatMessage.objects.filter(task=task, message_type="request", data__kind="plan")
     eventually(question.exists, what="the plan to be posted")
     return question.get()
-
-
-def wait_for_status(task: Task, *statuses: str) -> str:
-    eventually(lambda: Task.objects.get(pk=task.pk).status in statuses, what=f"task {statuses}")
-    return Task.objects.get(pk=task.pk).status
 
 
 def branches(repo: Path) -> list[str]:

@@ -14,16 +14,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEntry
 from chat.models import ChatMessage
-from hol.celery import app as celery_app
 from hol.redact import REDACTED, redact
 from notifications.models import Notification
 from tasks import services as task_services
@@ -31,11 +28,7 @@ from tasks.agent_process import run_agent
 from tasks.agent_user import AgentUser, AgentUserError, agent_user, hand_over
 from tasks.models import Execution, Task, WorkOrder
 from tasks.tasks import requeue_lapsed_work
-from tests.live import database_url
-
-ROOT = Path(__file__).resolve().parent.parent
-WAIT_SECONDS = 60
-QUIET_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+from tests.waiting import eventually, wait_for_status
 
 
 def alive(pid: int) -> bool:
@@ -47,13 +40,6 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     return True
-
-
-def eventually(check: Callable[[], bool], *, seconds: float = WAIT_SECONDS, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # --- redaction ---
@@ -164,76 +150,6 @@ def test_memory_limit_stops_an_agent_that_allocates_too_much(tmp_path):
 # --- a real Celery worker (PostgreSQL: the worker process serves the test database) ---
 
 
-@pytest.fixture(scope="module")
-def agent_scripts(tmp_path_factory) -> Path:
-    """Each test writes the agent script of its task here, named by the task id."""
-    return tmp_path_factory.mktemp("agents")
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-@pytest.fixture
-def start_worker(transactional_db, agent_scripts, tmp_path_factory):
-    """Starts `celery -A hol worker` processes (two pool processes each) against this run's
-    database and Redis; their agent command runs the script the test wrote for the task, unless
-    `agent_command` says otherwise. Workers live for one test: the database is flushed between
-    tests, and a worker must not carry cached rows (content types, its account) or late
-    messages from one test into the next."""
-    vendor, settings_dict = connection.vendor, connection.settings_dict
-    if vendor != "postgresql":
-        pytest.skip("a separate worker process needs the shared PostgreSQL test database")
-    default_command = (
-        "python -c 'import os, runpy; "
-        f'runpy.run_path(os.path.join("{agent_scripts}", os.environ["HOL_TASK_ID"] + ".py"), run_name="__main__")\''
-    )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOL_")}
-    env.update(
-        DATABASE_URL=database_url(settings_dict),
-        DJANGO_SETTINGS_MODULE="hol.settings",
-        HOL_DATA_DIR=str(tmp_path_factory.mktemp("celery-data")),
-        HOL_TRACE_ROOT=str(tmp_path_factory.mktemp("traces")),
-        HOL_CONN_MAX_AGE="0",
-        HOL_LEASE_SECONDS="3",
-        HOL_RETRY_BACKOFF_SECONDS="0.2",
-        HOL_AGENT_POLL_SECONDS="0.2",
-        HOL_AGENT_KILL_GRACE_SECONDS="1",
-        HOL_AUDIT_SEAL_DELAY_SECONDS="0",
-        HOL_API_URL="http://127.0.0.1:9",  # no HOL serves the API here; agents that call it get refused
-    )
-    celery_app.control.purge()  # messages left by earlier runs name work orders that are gone
-    processes: list[subprocess.Popen] = []
-
-    def start(*, agent_command: str | None = default_command, extra_env: dict | None = None) -> subprocess.Popen:
-        worker_env = {**env, **(extra_env or {})}
-        if agent_command is not None:
-            worker_env["HOL_AGENT_COMMAND"] = agent_command
-        log_path = tmp_path_factory.mktemp("celery-log") / "worker.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "hol", "worker", "-c", "2", "-l", "INFO", *QUIET_WORKER],
-                cwd=ROOT,
-                env=worker_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        processes.append(process)
-        eventually(lambda: "ready." in log_path.read_text(), what="the Celery worker to start")
-        return process
-
-    yield start
-    for process in processes:
-        stop_worker(process)
-
-
 @pytest.fixture
 def celery_worker(start_worker) -> subprocess.Popen:
     return start_worker()
@@ -266,14 +182,6 @@ def make_task(agent_scripts, alice_developer):
 def submit(celery_worker, make_task):
     """`make_task` with a Celery worker running."""
     return make_task
-
-
-def task_status(task: Task) -> str:
-    return Task.objects.get(pk=task.pk).status
-
-
-def wait_for_status(task: Task, status: str) -> None:
-    eventually(lambda: task_status(task) == status, what=f"task {status}")
 
 
 @pytest.mark.postgres
@@ -450,7 +358,10 @@ def test_running_agent_keeps_its_work_orders_lease_alive(submit, agent_scripts, 
         """
     )
     eventually(lambda: pid_file.exists() and pid_file.read_text(), what="the agent to start")
-    time.sleep(4)  # longer than the worker's 3 s lease: only heartbeats keep it
+    first_lease = WorkOrder.objects.get(task=task).lease_expires_at
+    # Real time must pass here: once the lease seen as the agent started has run out (the
+    # worker's leases last 3 s), only the heartbeats of the running agent can have kept it.
+    eventually(lambda: timezone.now() > first_lease, seconds=10, what="the first lease to run out")
     work_order = WorkOrder.objects.get(task=task)
     assert work_order.status == "running"
     assert work_order.lease_expires_at > timezone.now()

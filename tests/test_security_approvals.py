@@ -23,7 +23,7 @@ from audit.models import AuditEntry
 from hol.errors import BadRequest, Conflict, PermissionDenied
 from tasks import services as task_services
 from tasks.models import AgentSession, Task, WorkOrder
-from tests.factories import client_for, make_user, signed_in
+from tests.factories import claim_work, client_for, make_user, register_worker, signed_in, submit_task
 
 MEDIUM = {"action_type": "file", "operation": "write", "environment": "dev"}
 HIGH = {"action_type": "deployment", "operation": "deploy", "environment": "production", "details": {"ref": "v1.2"}}
@@ -38,29 +38,10 @@ def ask(client, action: dict, **extra):
     return client.post("/api/v1/approvals", {**action, **extra}, format="json")
 
 
-def submit_task(client, new_task) -> str:
-    response = client.post("/api/v1/tasks", new_task(), format="json")
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
-def register_worker(client, name: str) -> str:
-    response = client.post("/api/v1/workers", {"name": name}, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
-def claim_work(client, task_id: str, worker_id: str) -> str:
-    assert client.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json").status_code == 201
-    response = client.post("/api/v1/queue/claim", {"worker_id": worker_id}, format="json")
-    assert response.status_code == 200, response.content
-    return response.json()["id"]
-
-
 @pytest.fixture
-def work_of_008(as_agent_008, new_task) -> dict:
+def work_of_008(as_agent_008) -> dict:
     """agent_008's task, its worker, the work order that worker holds, and its session."""
-    task_id = submit_task(as_agent_008, new_task)
+    task_id = submit_task(as_agent_008)
     worker_id = register_worker(as_agent_008, "008-laptop")
     work_order_id = claim_work(as_agent_008, task_id, worker_id)
     AgentSession.objects.create(session_id="cc-008", worker_id=worker_id, last_activity_at=timezone.now())
@@ -68,8 +49,8 @@ def work_of_008(as_agent_008, new_task) -> dict:
 
 
 @pytest.fixture
-def work_of_007(as_agent_007, new_task) -> dict:
-    task_id = submit_task(as_agent_007, new_task)
+def work_of_007(as_agent_007) -> dict:
+    task_id = submit_task(as_agent_007)
     worker_id = register_worker(as_agent_007, "007-laptop")
     work_order_id = claim_work(as_agent_007, task_id, worker_id)
     return {"task_id": task_id, "worker_id": worker_id, "work_order_id": work_order_id}
@@ -163,8 +144,8 @@ def test_agent_linking_its_own_task_work_order_and_session_is_accepted(as_agent_
     assert body["agent_session"] == str(AgentSession.objects.get(session_id="cc-007").pk)
 
 
-def test_agent_pairing_its_work_order_with_another_task_gets_400(as_agent_007, work_of_007, new_task):
-    other_task = submit_task(as_agent_007, new_task)
+def test_agent_pairing_its_work_order_with_another_task_gets_400(as_agent_007, work_of_007):
+    other_task = submit_task(as_agent_007)
     response = ask(as_agent_007, MEDIUM, task_id=other_task, work_order_id=work_of_007["work_order_id"])
     assert (response.status_code, response.json()["code"]) == (400, "links_disagree")
 
