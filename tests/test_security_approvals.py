@@ -94,9 +94,9 @@ def test_person_without_a_role_linking_through_the_service_is_refused_too(nina_n
     assert refused.value.code == "not_your_task"
 
 
-def test_person_without_a_role_may_link_a_task_they_submitted(nina_no_role, new_task):
+def test_person_without_a_role_may_link_a_task_they_submitted(nina_no_role):
     as_nina = client_for(nina_no_role)
-    task_id = submit_task(as_nina, new_task)
+    task_id = submit_task(as_nina)
     response = ask(as_nina, MEDIUM, task_id=task_id)
     assert response.status_code == 201, response.content
     assert response.json()["task"] == task_id
