@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # times in words ("3 minutes ago")
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # the pages' Content-Security-Policy (hol/settings_pages.py)
     "hol.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "hol.pages.nav_context",
             ],
         },
     },
@@ -139,7 +142,15 @@ else:
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [CHANNEL_REDIS_HOST], "prefix": os.environ.get("HOL_CHANNEL_PREFIX", "hol")},
+        "CONFIG": {
+            "hosts": [CHANNEL_REDIS_HOST],
+            "prefix": os.environ.get("HOL_CHANNEL_PREFIX", "hol"),
+            # channels-redis drops group messages silently once a subscriber's channel holds
+            # `capacity`; pages also catch up from the database by id, but a roomy channel keeps
+            # bursts off that path.
+            "capacity": env_int("HOL_CHANNEL_CAPACITY", 5000),
+            "expiry": 60,
+        },
     }
 }
 # Counts every process must share (the per-agent approval rate limit) live in Redis, under a
@@ -328,25 +339,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("HOL_LOG_LEVEL", "INFO")},
 }
 
-# --- agent runs and task callbacks (hol/settings_runs.py) ---
+# --- pages (sign-in, Content-Security-Policy, page size), agent runs and task callbacks ---
+from hol.settings_pages import *  # noqa: E402, F403
 from hol.settings_runs import *  # noqa: E402, F403
-
-# --- pages and live channels ---
-INSTALLED_APPS += ["django.contrib.humanize"]  # times in words ("3 minutes ago")
-# The Content-Security-Policy goes on every response.
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
-TEMPLATES[0]["OPTIONS"]["context_processors"].append("hol.pages.nav_context")
-# People sign in on HOL's own page; agents' JWTs never open pages.
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
-from hol.settings_pages import CONTENT_SECURITY_POLICY  # noqa: E402, F401
-
-# channels-redis drops group messages silently once a subscriber's channel holds `capacity`;
-# pages also catch up from the database by id, but a roomy channel keeps bursts off that path.
-CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("HOL_CHANNEL_CAPACITY", 5000)
-CHANNEL_LAYERS["default"]["CONFIG"]["expiry"] = 60
-# HOL's own stylesheet and script (static/hol/), served by whitenoise.
-STATICFILES_DIRS = [BASE_DIR / "static"]
-# Tasks per page on the task list.
-HOL_PAGE_SIZE = env_int("HOL_PAGE_SIZE", 50)
