@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 from bench._common import ROOT, fresh_database
+from hol.launcher import stop_all
 
 AGENT_SCRIPT = """\
 import hashlib, os, time
@@ -79,15 +79,6 @@ def start_worker(env: dict, concurrency: int, log_path: Path) -> subprocess.Pope
             raise RuntimeError(f"the Celery worker did not start; see {log_path}")
         time.sleep(0.1)
     return process
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def make_submitter():
@@ -238,7 +229,7 @@ def main() -> int:
         log(f"paced: {args.tasks} tasks, each created when its creator's last one completed")
         paced_created, paced_finished = paced(user, args.tasks, args.concurrency)
     finally:
-        stop_worker(worker)
+        stop_all([worker], timeout=30)
 
     for outcome in (finished, paced_finished):
         statuses = [status for status, _ in outcome.values()]

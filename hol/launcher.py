@@ -59,6 +59,7 @@ def start_daphne(sock: socket.socket, processes: int, *, env: dict | None = None
 
 
 def stop_all(processes: list, timeout: float = 10.0) -> None:
+    """SIGTERM to each process's group, SIGKILL to those still running after `timeout` seconds."""
     for proc in processes:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -68,7 +69,9 @@ def stop_all(processes: list, timeout: float = 10.0) -> None:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def manage(*args: str) -> None:

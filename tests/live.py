@@ -9,11 +9,9 @@ worker needs the shared PostgreSQL test database: its tests are skipped on SQLit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -213,13 +211,7 @@ def start_celery_worker(env: dict, log_path: Path, *, concurrency: int) -> subpr
 
 
 def stop_worker(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_all([process], timeout=20)
 
 
 @pytest.fixture(scope="module")

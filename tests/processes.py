@@ -89,18 +89,25 @@ ROOT = Path(__file__).resolve().parent.parent
 # Rounds of a race: each starts both deciders within microseconds of each other.
 ROUNDS = 6
 
-APPROVER = r"""
+# A child that sets Django up, connects, loads the account named by its first argument as `user`
+# and says "ready"; what follows it in a script runs with those at hand.
+DJANGO_CHILD = r"""
 import json, os, sys
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
 django.setup()
 from django.contrib.auth import get_user_model
 from django.db import connection
-from approvals.services import approval_decide
-from hol.errors import DomainError
 user = get_user_model().objects.get(username=sys.argv[1])
 connection.ensure_connection()
 print("ready", flush=True)
+"""
+
+APPROVER = (
+    DJANGO_CHILD
+    + r"""
+from approvals.services import approval_decide
+from hol.errors import DomainError
 for line in sys.stdin:
     request_id, decision = line.split()
     try:
@@ -109,20 +116,26 @@ for line in sys.stdin:
     except DomainError as exc:
         print(json.dumps({"ok": False, "code": exc.code}), flush=True)
 """
+)
 
 
-def start_approver(username: str, env: dict) -> subprocess.Popen:
-    """A long-lived process (Django set up, connected, `username` loaded) that decides a request
-    for each `<request id> <decision>` line on its stdin and prints the outcome as JSON. It says
-    "ready" first."""
+def start_child(script: str, username: str, env: dict) -> subprocess.Popen:
+    """`script` (DJANGO_CHILD and what follows) in a process of its own, as `username`, with
+    pipes to its stdin and stdout (text)."""
     return subprocess.Popen(
-        [sys.executable, "-c", APPROVER, username],
+        [sys.executable, "-c", script, username],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def start_approver(username: str, env: dict) -> subprocess.Popen:
+    """A long-lived process that decides a request for each `<request id> <decision>` line on its
+    stdin and prints the outcome as JSON. It says "ready" first."""
+    return start_child(APPROVER, username, env)
 
 
 def race(processes: list[subprocess.Popen], orders: list[str]) -> list[dict]:

@@ -7,8 +7,6 @@ the decision service must turn every round into exactly one outcome."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_decide, approval_request_create
 from audit.models import AuditEntry
 from tests.factories import HIGH_ACTION, make_user
-from tests.processes import ROUNDS, database_url, race
+from tests.processes import DJANGO_CHILD, ROUNDS, database_url, race, start_child
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production"}
@@ -80,21 +78,15 @@ def test_a_reject_racing_the_second_approval_of_a_critical_request_never_ends_ap
     assert outcomes <= {"approved", "rejected"}
 
 
-REQUESTER = r"""
-import os, sys
-import django
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hol.settings")
-django.setup()
-from django.contrib.auth import get_user_model
-from django.db import connection
+REQUESTER = (
+    DJANGO_CHILD
+    + r"""
 from approvals.services import approval_request_create
-user = get_user_model().objects.get(username=sys.argv[1])
-connection.ensure_connection()
-print("ready", flush=True)
 sys.stdin.readline()
 request = approval_request_create(actor=user, action={"action_type": "file", "operation": "write"})
 print(request.assigned_to.username if request.assigned_to else "-", flush=True)
 """
+)
 
 
 @pytest.mark.postgres
@@ -113,17 +105,7 @@ def test_requests_made_at_once_never_overfill_an_approver(tmp_path, bob_tech_lea
         "DATABASE_URL": database_url(connection.settings_dict),
         "HOL_APPROVAL_POLICIES_FILE": str(policies),
     }
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", REQUESTER, agent],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for agent in agents
-    ]
+    children = [start_child(REQUESTER, agent, env) for agent in agents]
     assert [child.stdout.readline().strip() for child in children] == ["ready"] * 4
     for child in children:
         child.stdin.write("go\n")
