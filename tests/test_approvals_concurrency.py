@@ -18,7 +18,6 @@ from audit.models import AuditEntry
 from tests.factories import HIGH_ACTION, make_user
 from tests.processes import DJANGO_CHILD, ROUNDS, database_url, race, start_child
 
-ROOT = Path(__file__).resolve().parent.parent
 CRITICAL = {"action_type": "database", "operation": "drop", "environment": "production"}
 
 
