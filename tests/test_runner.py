@@ -503,7 +503,7 @@ def test_a_trace_root_the_agent_account_cannot_reach_is_refused_with_a_reason(ag
         hand_over(trace_dir, user)
 
 
-def test_the_agent_account_may_not_be_root_or_the_workers_own(settings):
+def test_the_agent_account_may_not_be_root_nor_an_unknown_name(settings):
     settings.HOL_AGENT_USER = "root"
     with pytest.raises(AgentUserError, match="root"):
         agent_user()

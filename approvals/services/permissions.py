@@ -14,7 +14,8 @@ from django.db.models import Q
 from approvals.models import ApprovalRequest
 from approvals.policy import Policy
 from hol.actors import is_agent, is_system
-from hol.errors import BadRequest, Conflict, PermissionDenied
+from hol.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from hol.fetch import parse_uuid
 from hol.run_scope import ensure_task_in_scope, ensure_work_order_in_scope, run_scope
 
 User = AbstractBaseUser
@@ -85,9 +86,10 @@ NOT_YOUR_SESSION = "you may only link a session of your own worker"
 
 
 def _as_uuid(value: Any) -> UUID | None:
+    """The id, or None for one that cannot name a row (answered like any other foreign id)."""
     try:
-        return UUID(str(value))
-    except ValueError:
+        return parse_uuid(value, what="id")
+    except NotFound:
         return None
 
 
