@@ -13,7 +13,7 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -91,8 +91,13 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return super().list(request, *args, **kwargs)
 
     def _render(self, request: ApprovalRequest, code: int = status.HTTP_200_OK) -> Response:
-        fresh = selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
-        return Response(ApprovalRequestSerializer(fresh.get(pk=request.pk)).data, status=code)
+        # A decision agents waited on was rendered for them once committed (the service checked
+        # the caller may act on, and so see, it): answer with that same body.
+        body = getattr(request, "published_body", None)
+        if body is None:
+            fresh = selectors.approvals_visible_to(actor=self.request.user).prefetch_related("decisions__approver")
+            body = ApprovalRequestSerializer(fresh.get(pk=request.pk)).data
+        return Response(body, status=code)
 
     @extend_schema(
         request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer, 200: ApprovalRequestSerializer}
@@ -271,8 +276,9 @@ def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, _Seen]:
 async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
     (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. Waiters share the process's one Redis
-    subscription: the row is read once at the start and once per wake-up, each read on a
-    connection that is closed right after. Without Redis (down or hung) the wait re-reads the row
+    subscription: the row is read once at the start, each read on a connection that is closed
+    right after; the decision's wake-up message carries the decided request, sealed, so the
+    waiter answers without reading again. Without Redis (down or hung) the wait re-reads the row
     every few seconds instead, so the decision still arrives. A request that reaches its deadline
     during the wait is read again, and so answers `expired`. When the request names a work order
     the caller's worker holds, the wait heartbeats that worker every
@@ -315,7 +321,11 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
                     woken = True
                 except TimeoutError:
                     woken = False
+                message = decided.message if woken else None
                 decided.clear()
+                # The decision usually comes sealed in the message: answered without a read.
+                if (body := approval_services.unsealed_body(seen.body["id"], message)) is not None:
+                    return HttpResponse(body, content_type="application/json")
                 overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
                 if woken or polling or overdue:
                     seen = await limited(_read, actor, pk)

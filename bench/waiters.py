@@ -6,11 +6,15 @@
 creates its own database (dropped and recreated), migrates it, starts daphne, opens one request per
 agent, then:
 
-  (a) waiting   every agent waits on its request with GET /api/v1/approvals/{id}?wait=120; while they
-                wait, the Redis connections of each daphne process (CLIENT LIST matched to the
-                process's sockets) and the added RSS (VmRSS) are read; then the agents cancel their
-                requests one after another (POST .../cancel); latency = the waiting agent's answer
-                minus the moment the cancelling POST answered;
+  (a) waiting   every agent waits on its request with GET /api/v1/approvals/{id}?wait=120; once all
+                wait (each has subscribed and read its row), the Redis connections of each daphne
+                process (CLIENT LIST matched to the process's sockets) and the added RSS (VmRSS)
+                are read; then the agents cancel their requests one after another (POST
+                .../cancel, from a process of its own); latency = the waiting agent's answer minus
+                the moment the cancelling POST answered (negative when the agent had its answer
+                first: the decision is published on commit, before the POST's own answer is
+                rendered); the *_from_sent_ms figures count from the moment the POST was sent,
+                so they include the decision's own work;
   (b) alone     fresh requests are cancelled the same way with nobody waiting.
 
 The last line printed is one JSON object with p50_ms, p99_ms, redis_clients_waiting (the most of any
@@ -25,11 +29,12 @@ import asyncio
 import json
 import logging
 import math
+import multiprocessing
 import os
 import resource
 import sys
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -106,58 +111,108 @@ def token(user) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-def cancel_one_by_one(base: str, tokens: list[str], ids: list[str], decided: dict[str, float]) -> float:
-    """Each agent cancels its own request, one after another; returns the seconds the run took."""
-    started = time.perf_counter()
+def cancel_one_by_one(base: str, tokens: list[str], ids: list[str]) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Each agent cancels its own request, one after another; returns the seconds the run took and
+    when each cancel was sent and answered (time.monotonic, the same clock in every process)."""
+    decided: dict[str, tuple[float, float]] = {}
+    started = time.monotonic()
     with httpx.Client(base_url=base, timeout=30) as client:
         for agent_token, request_id in zip(tokens, ids, strict=True):
+            sent = time.monotonic()
             response = client.post(
                 f"/api/v1/approvals/{request_id}/cancel",
                 json={"reason": "bench"},
                 headers={"Authorization": f"Bearer {agent_token}"},
             )
-            decided[request_id] = time.perf_counter()
+            decided[request_id] = (sent, time.monotonic())
             if response.status_code != 200:
                 raise RuntimeError(f"cancel answered {response.status_code}: {response.text[:200]}")
-    return time.perf_counter() - started
+    return time.monotonic() - started, decided
+
+
+def cancel_in_own_process(base: str, tokens: list[str], ids: list[str]) -> tuple[float, dict[str, tuple[float, float]]]:
+    """`cancel_one_by_one` in a process of its own: the client deciding must not share an
+    interpreter lock with the client holding a thousand waiting connections, or the bench would
+    measure its own contention instead of the server's."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(cancel_one_by_one, base, tokens, ids).result()
+
+
+async def settled(client, agent_token: str, ids: list[str], redis_url: str) -> None:
+    """Until every waiter waits: each has subscribed to its request's channel (Redis counts the
+    subscriptions), then a read sent after them answers, which it does once the first reads
+    queued before it have run."""
+    import redis
+
+    with closing(redis.Redis.from_url(redis_url)) as client_redis:
+        channels = [f"hol:approval:{request_id}" for request_id in ids]
+        while True:
+            await asyncio.sleep(0.5)
+            counts = [
+                n
+                for start in range(0, len(channels), 200)
+                for _, n in client_redis.pubsub_numsub(*channels[start : start + 200])
+            ]
+            if all(counts):
+                break
+    response = await client.get(f"/api/v1/approvals/{ids[0]}", headers={"Authorization": f"Bearer {agent_token}"})
+    if response.status_code != 200:
+        raise RuntimeError(f"read answered {response.status_code}: {response.text[:200]}")
+
+
+async def long_poll(base: str, path: str, agent_token: str) -> tuple[int, bytes]:
+    """One GET on a connection of its own, read to its end: what a waiting agent does, without an
+    HTTP client library's per-response CPU, which on two cores would compete with the server for
+    the machine and so be measured as the server's cost."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {agent_token}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        raw = await reader.read()  # to the end: the server closes the connection after its answer
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        chunks, rest = [], body
+        while (size := int(rest.split(b"\r\n", 1)[0], 16)) > 0:
+            start = rest.index(b"\r\n") + 2
+            chunks.append(rest[start : start + size])
+            rest = rest[start + size + 2 :]
+        body = b"".join(chunks)
+    return int(head.split(b" ", 2)[1]), body
 
 
 async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list[int], redis_url: str) -> dict:
     returned: dict[str, float] = {}
     rss_before = sum(rss_mb(pid) for pid in pids)
-    limits = httpx.Limits(max_connections=len(ids) + 10, max_keepalive_connections=len(ids) + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS + 30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS + 30) as client:
 
         async def wait(agent_token: str, request_id: str) -> None:
-            response = await client.get(
-                f"/api/v1/approvals/{request_id}",
-                params={"wait": WAIT_SECONDS},
-                headers={"Authorization": f"Bearer {agent_token}"},
-            )
-            returned[request_id] = time.perf_counter()
-            if response.status_code != 200 or response.json()["status"] != "cancelled":
-                raise RuntimeError(f"wait answered {response.status_code}: {response.text[:200]}")
+            code, body = await long_poll(base, f"/api/v1/approvals/{request_id}?wait={WAIT_SECONDS}", agent_token)
+            returned[request_id] = time.monotonic()
+            if code != 200 or json.loads(body)["status"] != "cancelled":
+                raise RuntimeError(f"wait answered {code}: {body[:200]!r}")
 
         waiters = [asyncio.create_task(wait(t, i)) for t, i in zip(tokens, ids, strict=True)]
-        # every waiter has connected and read its row once the server holds that many sockets open
-        await asyncio.sleep(max(2.0, len(ids) / 100))
+        started = time.perf_counter()
+        await settled(client, tokens[0], ids, redis_url)
+        log(f"all {len(ids)} waiting after {time.perf_counter() - started:.1f} s")
         if returned:
             raise RuntimeError("an agent returned before any decision")
         redis_clients = [redis_connections_of(pid, redis_url) for pid in pids]
         rss_waiting = sum(rss_mb(pid) for pid in pids)
-        decided: dict[str, float] = {}
-        outcome: dict[str, float] = {}
-        canceller = threading.Thread(
-            target=lambda: outcome.setdefault("seconds", cancel_one_by_one(base, tokens, ids, decided))
-        )
-        canceller.start()
+        seconds, decided = await asyncio.to_thread(cancel_in_own_process, base, tokens, ids)
         await asyncio.gather(*waiters)
-        await asyncio.to_thread(canceller.join)
     return {
-        "latencies": [returned[i] - decided[i] for i in ids],
+        "latencies": [returned[i] - decided[i][1] for i in ids],
+        "latencies_from_sent": [returned[i] - decided[i][0] for i in ids],
         "redis_clients": redis_clients,
         "rss_mb_added": rss_waiting - rss_before,
-        "seconds": outcome["seconds"],
+        "seconds": seconds,
     }
 
 
@@ -218,12 +273,13 @@ def main() -> int:
         log("waiting: every agent long-polls, then each cancels its request in turn")
         waiting = asyncio.run(waiting_round(base, tokens, waited_ids, pids, settings.REDIS_URL))
         log("alone: the same cancels with nobody waiting")
-        alone_seconds = cancel_one_by_one(base, tokens, alone_ids, {})
+        alone_seconds, _ = cancel_in_own_process(base, tokens, alone_ids)
     finally:
         stop_all(processes)
         sock.close()
 
     latencies_ms = [value * 1000 for value in waiting["latencies"]]
+    from_sent_ms = [value * 1000 for value in waiting["latencies_from_sent"]]
     with_waiters = args.agents / waiting["seconds"]
     without = args.agents / alone_seconds
     result = {
@@ -233,6 +289,8 @@ def main() -> int:
         "p50_ms": round(percentile(latencies_ms, 50), 2),
         "p99_ms": round(percentile(latencies_ms, 99), 2),
         "max_ms": round(max(latencies_ms), 2),
+        "p50_from_sent_ms": round(percentile(from_sent_ms, 50), 2),
+        "p99_from_sent_ms": round(percentile(from_sent_ms, 99), 2),
         "redis_clients_waiting": max(waiting["redis_clients"]),
         "redis_clients_per_process": waiting["redis_clients"],
         "rss_mb_added": round(waiting["rss_mb_added"], 1),

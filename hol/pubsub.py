@@ -1,9 +1,10 @@
 """One Redis pub/sub connection per process (per event loop), shared by every long-poll waiter.
 
-A waiter asks for a channel and gets an asyncio.Event that is set when a message arrives on it.
-Many waiters on many channels cost one Redis connection, not one each. Redis is a speed-up only:
-while the connection is down `healthy` is False and waiters re-read the database every few
-seconds instead of waiting for a wake-up that may never come.
+A waiter asks for a channel and gets a `Wakeup` (an asyncio.Event) that is set when a message
+arrives on it, and holds that message's data. Many waiters on many channels cost one Redis
+connection, not one each. Redis is a speed-up only: while the connection is down `healthy` is
+False and waiters re-read the database every few seconds instead of waiting for a wake-up that
+may never come.
 """
 
 from __future__ import annotations
@@ -37,10 +38,23 @@ def redis_client() -> redis.Redis:
     return _redis_client(settings.REDIS_URL)
 
 
+class Wakeup(asyncio.Event):
+    """Set on each message of the channel waited on; `message` is the data of the latest one
+    (None when woken without one: the subscription was lost and the waiter must look itself)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.message: bytes | None = None
+
+    def clear(self) -> None:
+        super().clear()
+        self.message = None
+
+
 class SharedSubscriber:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self.waiters: dict[str, set[Wakeup]] = {}
         self.healthy = False
         self._pubsub: aioredis.client.PubSub | None = None
         self._ready = asyncio.Event()
@@ -71,6 +85,7 @@ class SharedSubscriber:
                         last_heard = now
                         if message.get("type") == "message":
                             for event in self.waiters.get(message["channel"].decode(), ()):
+                                event.message = message["data"]
                                 event.set()
                     if now - last_heard > HUNG_SECONDS:
                         # A hung Redis keeps the socket open and says nothing: no error would
@@ -93,13 +108,14 @@ class SharedSubscriber:
                     await asyncio.wait_for(client.aclose(), timeout=1)
             for events in self.waiters.values():
                 for event in events:
+                    event.message = None
                     event.set()
             await asyncio.sleep(RECONNECT_SECONDS)
 
     @contextlib.asynccontextmanager
-    async def wait_on(self, channel: str) -> AsyncIterator[asyncio.Event]:
-        """Subscribe (if nobody else waits on `channel`) and yield an Event set on each message."""
-        event = asyncio.Event()
+    async def wait_on(self, channel: str) -> AsyncIterator[Wakeup]:
+        """Subscribe (if nobody else waits on `channel`) and yield a Wakeup set on each message."""
+        event = Wakeup()
         first = channel not in self.waiters
         self.waiters.setdefault(channel, set()).add(event)
         try:

@@ -8,12 +8,14 @@ is in-memory, visible to this process only."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from contextlib import closing, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +29,14 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from approvals.models import ApprovalRequest
-from approvals.services import approval_cancel, approval_decide, approval_request_create, channel_name
+from approvals.services import (
+    approval_cancel,
+    approval_decide,
+    approval_request_create,
+    channel_name,
+    unsealed_body,
+)
+from approvals.services.notify import seal
 from hol.launcher import listening_socket
 from tasks.models import Worker, WorkOrder
 from tests.factories import MEDIUM_ACTION
@@ -136,6 +145,72 @@ def test_waiting_keeps_the_lease_of_the_work_order_the_request_names(as_agent_00
     assert response.json()["status"] == "pending"
     lease = WorkOrder.objects.get(pk=work_order_id).lease_expires_at
     assert lease >= almost_lapsed + timedelta(seconds=59)
+
+
+def publish_once_subscribed(channel: str, message: dict) -> threading.Thread:
+    """Publish `message` on `channel` from a thread, once the waiter has subscribed."""
+
+    def run() -> None:
+        wait_until_subscribed(settings.REDIS_URL, [channel])
+        with closing(redis.Redis.from_url(settings.REDIS_URL)) as publisher:
+            publisher.publish(channel, json.dumps(message))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_sealed_decision_in_the_wake_up_message_is_the_answer(as_agent_007, agent_007):
+    # The waiter answers with the body the message carries, so it reads no row: here the row
+    # still says pending, and the answer is the message's.
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    body = json.dumps({"id": str(request.pk), "status": "approved", "from": "the message"})
+    thread = publish_once_subscribed(
+        channel_name(request.pk), {"status": "approved", "body": body, "seal": seal(request.pk, body)}
+    )
+    started = time.monotonic()
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 10})
+    thread.join(10)
+    assert time.monotonic() - started < 5
+    assert response.status_code == 200
+    assert response.json() == json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        pytest.param(lambda pk, body: "0" * 64, id="seal-of-nobody"),
+        pytest.param(lambda pk, body: seal(uuid.uuid4(), body), id="seal-of-another-request"),
+        pytest.param(lambda pk, body: None, id="no-seal"),
+    ],
+)
+def test_a_decision_in_the_message_without_its_seal_is_ignored(as_agent_007, agent_007, forged):
+    # Whoever can publish on HOL's Redis cannot approve: the waiter reads the row instead.
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    body = json.dumps({"id": str(request.pk), "status": "approved"})
+    thread = publish_once_subscribed(
+        channel_name(request.pk), {"status": "approved", "body": body, "seal": forged(request.pk, body)}
+    )
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 2})
+    thread.join(10)
+    assert response.json()["status"] == "pending"
+    assert response.json()["id"] == str(request.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_deciders_answer_is_the_body_the_waiters_get(agent_007, as_agent_007, bob_tech_lead, client):
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    channel = channel_name(request.pk)
+    with closing(redis.Redis.from_url(settings.REDIS_URL)) as listener, closing(listener.pubsub()) as waiting:
+        waiting.subscribe(channel)  # someone waits, so the decision is published with its body
+        client.force_login(bob_tech_lead)
+        decided = client.post(f"/api/v1/approvals/{request.pk}/approve", {"justification": "ok"}, "application/json")
+        messages = [waiting.get_message(timeout=5) for _ in range(2)]
+    published = json.loads(next(m for m in messages if m and m["type"] == "message")["data"])
+    assert decided.status_code == 200
+    assert decided.json()["status"] == "approved"
+    assert decided.json() == json.loads(published["body"]) == as_agent_007.get(f"/api/v1/approvals/{request.pk}").json()
+    assert unsealed_body(request.pk, json.dumps(published).encode()) == published["body"]
 
 
 # --- a real daphne, a decision from another process ------------------------------------------------

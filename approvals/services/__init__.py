@@ -10,7 +10,7 @@ management command and Beat, one module per story:
 """
 
 from approvals.services.executions import approval_execution_report
-from approvals.services.notify import channel_name, publish_decided, slack_escape
+from approvals.services.notify import channel_name, publish_decided, slack_escape, unsealed_body
 from approvals.services.permissions import DECIDE_PERMISSION, ensure_may_decide, ensure_open, resolve_links
 from approvals.services.requests import approval_request_ask, approval_request_create, risk_assess
 from approvals.services.routing import approval_escalate
@@ -46,4 +46,5 @@ __all__ = [
     "resolve_links",
     "risk_assess",
     "slack_escape",
+    "unsealed_body",
 ]

@@ -20,7 +20,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from approvals.models import ApprovalRequest
 from approvals.policy import Policy
@@ -153,15 +155,71 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def publish_decided(request_id: object, status: str) -> None:
-    """Wake agents long-polling this request. A lost message only costs them a wait: they re-read
-    the row when their wait ends, so a Redis failure is logged, never raised."""
+# A waiter trusts a decision it is handed only with this seal: Redis carries it, but the database
+# stays the one source of truth, so a message forged by whoever reaches Redis is merely ignored.
+_SEAL_SALT = "hol.approvals.decided"
+
+
+def seal(request_id: object, body: str) -> str:
+    return salted_hmac(_SEAL_SALT, f"{request_id}\n{body}", algorithm="sha256").hexdigest()
+
+
+def unsealed_body(request_id: object, message: bytes | None) -> str | None:
+    """The decided request's API body a wake-up message carries, if it carries one sealed by
+    this HOL for this request; None otherwise (the waiter then reads the row itself)."""
+    if not message:
+        return None
     try:
-        _client(settings.REDIS_URL).publish(channel_name(request_id), json.dumps({"status": status}))
+        data = json.loads(message)
+        body, mac = data["body"], data["seal"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(body, str) or not isinstance(mac, str):
+        return None
+    return body if constant_time_compare(mac, seal(request_id, body)) else None
+
+
+def _decided_body(request_id: object) -> dict[str, Any] | None:
+    """The request as the API renders it, read after the commit; None while still pending."""
+    from approvals.serializers import ApprovalRequestSerializer
+
+    request = (
+        ApprovalRequest.objects.select_related("requested_by", "assigned_to", "approver")
+        .prefetch_related("decisions__approver")
+        .filter(pk=request_id)
+        .first()
+    )
+    if request is None or request.status == ApprovalRequest.Status.PENDING:
+        return None
+    return ApprovalRequestSerializer(request).data
+
+
+def publish_decided(request_id: object, status: str) -> dict[str, Any] | None:
+    """Wake agents long-polling this request. When any wait (Redis counts the subscribers) and
+    the request is decided, the message carries its sealed API body, so a thousand waiters answer
+    without a thousand reads; that body is returned too. A lost message only costs them a wait:
+    they re-read the row when their wait ends, so a Redis failure is logged, never raised."""
+    client = _client(settings.REDIS_URL)
+    channel = channel_name(request_id)
+    body = None
+    try:
+        message: dict[str, Any] = {"status": status}
+        if status != ApprovalRequest.Status.PENDING and dict(client.pubsub_numsub(channel)).get(channel.encode()):
+            body = _decided_body(request_id)
+            if body is not None:
+                encoded = json.dumps(body, cls=DjangoJSONEncoder)
+                message.update(body=encoded, seal=seal(request_id, encoded))
+        client.publish(channel, json.dumps(message))
     except redis.RedisError:
         log.warning("could not publish the decision of approval %s", request_id, exc_info=True)
+    return body
 
 
 def publish_on_commit(request: ApprovalRequest) -> None:
-    request_id, status = request.pk, request.status
-    transaction.on_commit(lambda: publish_decided(request_id, status))
+    """Publish the decision once committed. A body rendered for the waiters is kept on the
+    instance (`published_body`), so the API answering the decider renders it once, not twice."""
+
+    def publish() -> None:
+        request.published_body = publish_decided(request.pk, request.status)
+
+    transaction.on_commit(publish)
