@@ -145,7 +145,7 @@ def paced(user, count: int, creators: int) -> tuple[dict[str, float], dict[str, 
                     if next(left, None) is None:
                         return
                 one = create_tasks(user, 1)
-                finished.update(wait_until_done(list(one), poll=0.005))
+                finished.update(wait_until_done(list(one), poll=0.05))
                 created.update(one)
         finally:
             connection.close()

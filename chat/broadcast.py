@@ -9,11 +9,10 @@ import logging
 from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from chat.models import ChatMessage
 from hol.changes import DASHBOARD_GROUP
+from hol.layer import group_send as _group_send
 from hol.pubsub import redis_client
 
 log = logging.getLogger(__name__)
@@ -45,17 +44,6 @@ def message_payload(message: ChatMessage) -> dict[str, Any]:
         "parent_message_id": message.parent_id,
         "timestamp": message.created_at.isoformat(),
     }
-
-
-def _group_send(group: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, event)
-    except (redis.RedisError, OSError):
-        # Subscribers catch up from the database when they reconnect (`?after=`).
-        log.warning("could not broadcast to %s", group, exc_info=True)
 
 
 def message_broadcast(message: ChatMessage) -> None:

@@ -3,16 +3,10 @@ after the change commits."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from hol import layer
 from notifications.models import Notification
-
-log = logging.getLogger(__name__)
 
 
 def user_group(user_id: Any) -> str:
@@ -33,14 +27,8 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
 
 def notifications_changed(user_id: Any, notification: Notification | None = None) -> None:
     """Send the user's fresh unread count (and the new notification, if one was created)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     unread = Notification.objects.filter(user_id=user_id, is_read=False).count()
     event: dict[str, Any] = {"type": "notification.changed", "unread": unread}
     if notification is not None:
         event["notification"] = notification_payload(notification)
-    try:
-        async_to_sync(layer.group_send)(user_group(user_id), event)
-    except (redis.RedisError, OSError):
-        log.warning("could not push notifications to user %s", user_id, exc_info=True)
+    layer.group_send(user_group(user_id), event)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import functools
 import logging
 import os
 import queue
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +76,37 @@ def _limit_child(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
     return apply
 
 
+@functools.cache
+def _tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def _launch(command: list[str], env: dict[str, str], cpu_seconds: int, memory_mb: int) -> tuple[list[str], Any]:
+    """The command line that starts `command` dying with its parent and under its limits, and the
+    preexec_fn it still needs (None when util-linux's setpriv and prlimit do that work). A Python
+    preexec_fn makes the worker fork its whole interpreter (16 ms a run on a small machine, against
+    under 1 ms for the vfork Python uses without one); setpriv and prlimit, exec'd in turn in the
+    same process, cost about 4 ms."""
+    program = command[0]
+    # (A relative path with a slash is the child's to resolve, from its own working folder.)
+    if ("/" not in program or os.path.isabs(program)) and shutil.which(program, path=env.get("PATH")) is None:
+        # Said here, not by a wrapper's exit code: the run fails with "agent could not start".
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    setpriv, prlimit = _tool("setpriv"), _tool("prlimit")
+    limits = []
+    if cpu_seconds > 0:
+        limits.append(f"--cpu={cpu_seconds}:{cpu_seconds + 5}")
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        limits.append(f"--data={limit}:{limit}")
+    if setpriv is None or (limits and prlimit is None):
+        return command, _limit_child(cpu_seconds, memory_mb)
+    wrapper = [setpriv, "--pdeathsig", "KILL", "--"]
+    if limits:
+        wrapper += [prlimit, *limits, "--"]
+    return [*wrapper, *command], None
+
+
 def _account(user: AgentUser | None) -> dict[str, Any]:
     if user is None:
         return {}
@@ -127,8 +161,9 @@ def run_agent(
     deadline = started + time_budget_seconds
     lines: queue.Queue = queue.Queue()
     tail: list[str] = []
+    argv, preexec_fn = _launch(command, env, cpu_seconds, memory_mb)
     process = subprocess.Popen(
-        command,
+        argv,
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -136,7 +171,7 @@ def run_agent(
         stderr=subprocess.PIPE,
         start_new_session=True,
         # The reader threads start after this fork, so the child runs preexec_fn single-threaded.
-        preexec_fn=_limit_child(cpu_seconds, memory_mb),
+        preexec_fn=preexec_fn,
         **_account(user),
     )
     readers = [
