@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from approvals import tasks as approval_tasks
 from approvals.models import ApprovalRequest
-from approvals.services import approval_decide, approval_request_create, channel_name
+from approvals.services import approval_decide, approval_request_create, channel_name, unsealed_body
 from audit.models import AuditEntry
 from notifications.models import Notification
 from tests.factories import HIGH_ACTION, MEDIUM_ACTION
@@ -183,4 +183,8 @@ def test_a_decision_is_published_to_the_requests_channel_after_commit(
     pubsub.close()
     client.close()
     assert message is not None
-    assert json.loads(message["data"]) == {"status": "rejected"}
+    published = json.loads(message["data"])
+    # Someone waits (this subscriber), so the decided request rides along, sealed.
+    assert published["status"] == "rejected"
+    assert json.loads(published["body"])["rejection_reason"] == "no"
+    assert unsealed_body(request.pk, message["data"]) == published["body"]

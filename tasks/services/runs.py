@@ -14,9 +14,10 @@ from django.db import transaction
 from audit.actions import AuditAction
 from audit.services import audit_record
 from hol.actors import AGENT_GROUP, SYSTEM
+from hol.errors import Conflict
 from tasks.models import Execution, Worker
 from tasks.services.queue import work_order_start
-from tasks.services.sessions import session_create
+from tasks.services.sessions import session_open
 from tasks.services.workers import worker_register
 
 User = AbstractBaseUser
@@ -60,12 +61,16 @@ def run_start(*, actor: User, work_order_id: UUID, worker_id: UUID, trace_root: 
     """The holder starts running a claimed work order (claimed → running): a session is opened
     for the run and the execution records it and its trace folder, <root>/<task>/<attempt>/."""
     with transaction.atomic():
+        # Started only by its holder: the actor's worker holds the order, so the actor owns
+        # that worker and sees the task, all that session_create would check again.
         work_order = work_order_start(actor=actor, work_order_id=work_order_id)
+        if str(work_order.worker_id) != str(worker_id):
+            raise Conflict("the work order is held by another of your workers", code="not_holder")
         execution = Execution.objects.select_for_update().get(work_order=work_order, status=Execution.Status.RUNNING)
-        session = session_create(
+        session = session_open(
             actor=actor,
             session_id=f"hol-run-{work_order.pk}-{execution.attempt}",
-            worker_id=worker_id,
+            worker=work_order.worker,
             task_id=work_order.task_id,
         )
         execution.agent_session = session

@@ -47,16 +47,23 @@ def session_create(*, actor: User, session_id: str, worker_id: UUID, task_id: UU
         task = get_locked(Task.objects, task_id, what="task", lock=False)
         if not task_visible_to(actor=actor, task_id=task.pk):
             raise PermissionDenied("a session may only be linked to a task you submitted or work on")
+    return session_open(actor=actor, session_id=session_id, worker=worker, task_id=task.pk if task else None)
+
+
+def session_open(*, actor: User, session_id: str, worker: Worker, task_id: UUID | None) -> AgentSession:
+    """Record the session (audited). For callers that have checked what session_create checks:
+    session_create itself, and run_start, whose caller holds the task's work order through
+    `worker` (which is what session_create would verify again)."""
     try:
         with transaction.atomic():
             session = AgentSession.objects.create(
-                session_id=session_id, worker=worker, task=task, last_activity_at=timezone.now()
+                session_id=session_id, worker=worker, task_id=task_id, last_activity_at=timezone.now()
             )
             audit_record(
                 actor=actor,
                 action=AuditAction.SESSION_CREATED,
                 target=session,
-                task_id=task.pk if task else None,
+                task_id=task_id,
                 details={"session_id": session_id, "worker": str(worker.pk)},
             )
     except IntegrityError:
