@@ -256,10 +256,15 @@ def _report(
     identity: CeleryIdentity, *, work_order: WorkOrder, execution: Execution, outcome: AgentOutcome, secrets: list[str]
 ) -> None:
     tail = redact("\n".join(outcome.tail), secrets=secrets)[-OUTPUT_TAIL_CHARS:]
-    # The session ends first, so whoever sees the work order settled sees the whole run settled.
+    # The session ends first, so whoever sees the work order settled sees the whole run settled;
+    # its owner is told once the outcome is recorded.
+    session = None
     with contextlib.suppress(DomainError):
-        task_services.session_terminate(
-            actor=identity.account, agent_session_pk=execution.agent_session_id, reason=f"run {outcome.ended}"
+        session = task_services.session_terminate(
+            actor=identity.account,
+            agent_session_pk=execution.agent_session_id,
+            reason=f"run {outcome.ended}",
+            tell_owner=False,
         )
     try:
         if outcome.ended == "exited" and outcome.exit_code == 0:
@@ -277,6 +282,8 @@ def _report(
     except DomainError as error:
         # The agent reported the outcome itself, or the work order was cancelled meanwhile.
         log.info("work order %s was already settled: %s", work_order.pk, error)
+    if session is not None:
+        task_services.session_tell_owner(session=session)
 
 
 # --- what a Celery message asks for ---
@@ -303,7 +310,7 @@ def carry_out(work_order_id: UUID) -> float | None:
                 # that holder consumed would idle until the holder is free.
                 other = task_services.work_order_claim(actor=identity.account, worker_id=identity.worker_id)
                 if other is not None:
-                    run_claimed(identity, WorkOrder.objects.select_related("task").get(pk=other.pk))
+                    run_claimed(identity, _with_task(other))
                     continue
                 return min((work_order.lease_expires_at - now).total_seconds() + 0.5, 60.0)
             task_services.work_orders_requeue_lapsed(now=now)
@@ -315,7 +322,14 @@ def carry_out(work_order_id: UUID) -> float | None:
             return settings.HOL_AGENT_POLL_SECONDS
         # The queue hands out its best work, which may be another order; this one is looked at
         # again afterwards, and the other order's own message finds it finished.
-        run_claimed(identity, WorkOrder.objects.select_related("task").get(pk=claimed.pk))
+        run_claimed(identity, _with_task(claimed))
+
+
+def _with_task(work_order: WorkOrder) -> WorkOrder:
+    # The claim usually hands its task along (PostgreSQL's claim statement returns both).
+    if WorkOrder.task.is_cached(work_order):
+        return work_order
+    return WorkOrder.objects.select_related("task").get(pk=work_order.pk)
 
 
 def lapsed_work_order_ids() -> list[UUID]:

@@ -14,7 +14,13 @@ from tasks.services.queue import (
     work_order_start,
     work_orders_requeue_lapsed,
 )
-from tasks.services.sessions import session_create, session_heartbeat, session_terminate, sessions_terminate_stale
+from tasks.services.sessions import (
+    session_create,
+    session_heartbeat,
+    session_tell_owner,
+    session_terminate,
+    sessions_terminate_stale,
+)
 from tasks.services.tasks import task_create, task_create_opens_approval, task_update
 from tasks.services.workers import worker_deregister, worker_heartbeat, worker_register, workers_mark_silent_offline
 
@@ -23,6 +29,7 @@ __all__ = [
     "callback_dispatch_on_commit",
     "session_create",
     "session_heartbeat",
+    "session_tell_owner",
     "session_terminate",
     "sessions_terminate_stale",
     "task_callback_send",

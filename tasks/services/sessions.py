@@ -87,9 +87,13 @@ def session_heartbeat(*, actor: User, agent_session_pk: UUID) -> AgentSession:
     return session
 
 
-def session_terminate(*, actor: User, agent_session_pk: UUID, reason: str = "terminated by agent") -> AgentSession:
+def session_terminate(
+    *, actor: User, agent_session_pk: UUID, reason: str = "terminated by agent", tell_owner: bool = True
+) -> AgentSession:
     """End a session: its worker's account, a task manager, or an account allowed to change
-    sessions. The reason is text of at most MAX_REASON_BYTES."""
+    sessions. The reason is text of at most MAX_REASON_BYTES. With `tell_owner=False` the
+    caller tells the task's owner itself, with session_tell_owner (a run does, once its outcome
+    is recorded, so the outcome is not kept waiting by a notification)."""
     if not isinstance(reason, str) or byte_size(reason) > MAX_REASON_BYTES:
         raise BadRequest(f"reason must be text of at most {MAX_REASON_BYTES} bytes", code="invalid")
     with transaction.atomic():
@@ -98,11 +102,21 @@ def session_terminate(*, actor: User, agent_session_pk: UUID, reason: str = "ter
         )
         ensure_worker_owner_or_operator(actor, session.worker, permission="tasks.change_agentsession")
         ensure_task_in_scope(actor, session.task_id)
-        _terminate(actor=actor, session=session, reason=reason, now=timezone.now())
+        _terminate(actor=actor, session=session, reason=reason, now=timezone.now(), tell_owner=tell_owner)
     return session
 
 
-def _terminate(*, actor: User, session: AgentSession, reason: str, now: datetime) -> None:
+def session_tell_owner(*, session: AgentSession) -> None:
+    """Tell the task's owner that the session ended (its termination reason)."""
+    if session.task_id and session.status == AgentSession.Status.TERMINATED:
+        _tell_task_owner(
+            task_id=session.task_id,
+            kind="session.terminated",
+            message=f"agent session {session.session_id} ended: {session.termination_reason}",
+        )
+
+
+def _terminate(*, actor: User, session: AgentSession, reason: str, now: datetime, tell_owner: bool = True) -> None:
     ensure_transition(session.status, AgentSession.Status.TERMINATED, SESSION_TRANSITIONS, what="session")
     session.status = AgentSession.Status.TERMINATED
     session.terminated_at = now
@@ -115,12 +129,8 @@ def _terminate(*, actor: User, session: AgentSession, reason: str, now: datetime
         task_id=session.task_id,
         details={"reason": reason},
     )
-    if session.task_id:
-        _tell_task_owner(
-            task_id=session.task_id,
-            kind="session.terminated",
-            message=f"agent session {session.session_id} ended: {reason}",
-        )
+    if tell_owner:
+        session_tell_owner(session=session)
 
 
 def sessions_terminate_stale(*, now: datetime | None = None) -> int:
