@@ -129,6 +129,7 @@ def generate(url: str, *, tasks: int, messages: int, audit: int, lead_id: int, a
                     at,
                     done or at,
                     done,
+                    "",
                 )
             )
             held = status in ("completed", "failed", "in_progress")
@@ -182,6 +183,7 @@ def generate(url: str, *, tasks: int, messages: int, audit: int, lead_id: int, a
                 "created_at",
                 "updated_at",
                 "completed_at",
+                "callback_url",
             ),
             task_rows,
         )
