@@ -21,8 +21,6 @@ from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat.models import ChatMessage
-from chat.services import chat_message_post
 from hol import run_scope
 from hol.errors import DomainError
 from hol.redact import redact
@@ -30,6 +28,7 @@ from tasks import services as task_services
 from tasks.agent_process import ROOT, AgentOutcome, agent_command, run_agent
 from tasks.agent_user import AgentUser, AgentUserError, agent_user, hand_over
 from tasks.models import Execution, Worker, WorkOrder
+from tasks.run_output import OutputStreamer
 from tasks.services.runs import celery_account_ensure, celery_worker_ensure, run_start
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 # Environment an agent inherits from the worker; everything else (database URL, secret key,
 # broker) stays out of its reach.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
-CHAT_CHUNK_CHARS = 60 * 1024  # under the chat's 64 KiB message limit
 OUTPUT_TAIL_CHARS = 16 * 1024
 
 
@@ -99,53 +97,6 @@ def agent_env(
     return env
 
 
-class _Streamer:
-    """Writes each batch of lines to the trace folder and posts it to the task's chat as a `log`
-    event, redacted first. A chat failure is logged; it never stops the run."""
-
-    def __init__(self, *, actor: Any, task_id: UUID, session_id: str, trace_dir: Path, secrets: list[str]) -> None:
-        self.actor, self.task_id, self.session_id, self.secrets = actor, task_id, session_id, secrets
-        self.output = (trace_dir / "output.log").open("a", encoding="utf-8")
-        self.events = (trace_dir / "events.jsonl").open("a", encoding="utf-8")
-
-    def __call__(self, batch: list[tuple[str, str]]) -> None:
-        clean = [(stream, redact(line, secrets=self.secrets)) for stream, line in batch]
-        for stream, line in clean:
-            self.output.write(line + "\n" if stream == "stdout" else f"[stderr] {line}\n")
-        self.output.flush()
-        for stream, text in _chunks(clean):
-            event = {"type": "log", "stream": stream, "content": text, "timestamp": timezone.now().isoformat()}
-            self.events.write(json.dumps(event) + "\n")
-            try:
-                chat_message_post(
-                    actor=self.actor,
-                    task_id=self.task_id,
-                    content=text,
-                    message_type=ChatMessage.MessageType.STATUS,
-                    event_type=ChatMessage.EventType.LOG,
-                    data={"stream": stream},
-                    session_id=self.session_id,
-                )
-            except Exception:
-                log.exception("could not post agent output to the chat of task %s", self.task_id)
-        self.events.flush()
-
-    def close(self) -> None:
-        self.output.close()
-        self.events.close()
-
-
-def _chunks(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Consecutive lines of one stream joined into messages under the chat's size limit."""
-    chunks: list[tuple[str, str]] = []
-    for stream, line in lines:
-        if chunks and chunks[-1][0] == stream and len(chunks[-1][1]) + len(line) < CHAT_CHUNK_CHARS:
-            chunks[-1] = (stream, chunks[-1][1] + "\n" + line)
-        else:
-            chunks.append((stream, line))
-    return chunks
-
-
 # An agent may report its own outcome over the API before it exits; its run is then left to end
 # by itself (the time budget still bounds it) instead of being killed as if it were cancelled.
 _SETTLED_BY_HOLDER = (*WorkOrder.HELD, WorkOrder.Status.COMPLETED, WorkOrder.Status.FAILED)
@@ -197,7 +148,7 @@ def run_claimed(identity: CeleryIdentity, work_order: WorkOrder) -> AgentOutcome
     token = agent_token(identity.account, work_order=work_order, lifetime_seconds=budget + 120)
     # The values handed to the agent are redacted wherever it prints them.
     secrets = [token, *(os.environ.get(name, "") for name in settings.HOL_AGENT_ENV_PASSTHROUGH)]
-    streamer = _Streamer(
+    streamer = OutputStreamer(
         actor=identity.account, task_id=task.pk, session_id=session_id, trace_dir=trace_dir, secrets=secrets
     )
     started_at = timezone.now()

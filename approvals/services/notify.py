@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +27,7 @@ from approvals.models import ApprovalRequest
 from approvals.policy import Policy
 from approvals.services.permissions import requesting_accounts
 from hol.actors import AGENT_GROUP
+from hol.pubsub import redis_client
 from notifications.services import notification_create
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,6 @@ def channel_name(request_id: object) -> str:
     return f"hol:approval:{request_id}"
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 # A waiter trusts a decision it is handed only with this seal: Redis carries it, but the database
 # stays the one source of truth, so a message forged by whoever reaches Redis is merely ignored.
 _SEAL_SALT = "hol.approvals.decided"
@@ -199,7 +194,7 @@ def publish_decided(request_id: object, status: str) -> dict[str, Any] | None:
     the request is decided, the message carries its sealed API body, so a thousand waiters answer
     without a thousand reads; that body is returned too. A lost message only costs them a wait:
     they re-read the row when their wait ends, so a Redis failure is logged, never raised."""
-    client = _client(settings.REDIS_URL)
+    client = redis_client()
     channel = channel_name(request_id)
     body = None
     try:
