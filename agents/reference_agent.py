@@ -7,7 +7,8 @@ comes from the task's `inputs` (a plan: file edits, a test command); the agent
 4. applies the edits, streaming each diff (`code_change` events);
 5. runs the test command under a time limit, streaming the results as a table (`test_result`);
 6. verifies, commits on the branch and writes `changes.patch` in the trace folder;
-7. asks HOL's approval before pushing the branch to the repository it came from;
+7. asks HOL's approval before pushing the branch to the repository it came from and, for a
+   repository on a configured forge (agents/forge.py), opens its pull request;
 8. completes its work order with a summary (or fails it, for good, saying why).
 
 Only the standard library, git (as a subprocess) and the bundled `hol_agent` client are used.
@@ -32,6 +33,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository's hol_agent importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.forge import ForgeError, forge_from_env, forge_repository, open_pull_request, push_environment
 from hol_agent import HolClient, HolError, HolUnreachable
 
 PLAN_KEYS = {"edits", "test_command", "test_timeout_seconds", "commit_message", "push"}
@@ -209,10 +211,12 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def git(*args: str, cwd: Path, timeout: float = 120) -> str:
+def git(*args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None) -> str:
     command = ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.ext.allow=never", *args]
     try:
-        result = subprocess.run(command, cwd=cwd, env=git_env(), capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            command, cwd=cwd, env={**git_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise RunFailed(f"git {args[0]} took longer than {timeout:.0f}s") from None
     if result.returncode != 0:
@@ -220,12 +224,21 @@ def git(*args: str, cwd: Path, timeout: float = 120) -> str:
     return result.stdout
 
 
-def checkout(source: str, ref: str, *, work: Path, branch: str, timeout: float) -> str:
+def checkout(source: str, ref: str, *, work: Path, branch: str, timeout: float, env: dict[str, str]) -> str:
     """Clone `source` into `work` and start `branch` at `ref`; returns the base commit."""
     if ref.startswith("-") or ".." in ref or _CONTROL.search(ref):
         raise RunFailed(f"target ref {ref!r} is not a plain ref")
     git(
-        "clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", source, str(work), cwd=work.parent, timeout=timeout
+        "clone",
+        "--quiet",
+        "--no-hardlinks",
+        "--no-checkout",
+        "--",
+        source,
+        str(work),
+        cwd=work.parent,
+        timeout=timeout,
+        env=env,
     )
     for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref):
         try:
@@ -420,7 +433,9 @@ class ReferenceAgent:
         work = self.trace_dir / "work"
         if work.exists():
             raise RunFailed(f"{work} already exists; a run starts from a fresh trace folder")
-        base = checkout(source, ref, work=work, branch=branch, timeout=self.remaining())
+        forge, repository, forge_note = on_forge(source)
+        forge_env = push_environment(forge) if forge and repository else {}
+        base = checkout(source, ref, work=work, branch=branch, timeout=self.remaining(), env=forge_env)
         self.say(
             "status",
             f"Checked out {repo} @ {ref} ({base[:12]}) on branch {branch}",
@@ -483,13 +498,16 @@ class ReferenceAgent:
             patch.write_text(git("diff", "--cached", base, cwd=work), encoding="utf-8")
             raise RunFailed(f"the tests {verdict}; nothing was committed; the uncommitted patch is {patch}")
         commit = self.verify_and_commit(plan, work=work, base=base, changed=changed, patch=patch)
-        push_note = self.publish(plan, work=work, repo=repo, source=source, branch=branch, commit=commit, files=changed)
-
-        forge = "HOL_FORGE_TOKEN" in os.environ
-        pr_note = (
-            "pull request: not opened (the reference agent does not open pull requests; push the branch and open one)"
-            if forge
-            else "pull request: skipped (no forge token configured)"
+        push_note, pr_note, pr_url = self.publish(
+            plan,
+            work=work,
+            repo=repo,
+            ref=ref,
+            task_id=task_id,
+            branch=branch,
+            commit=commit,
+            files=changed,
+            forge=(forge, repository, forge_note),
         )
         tests_note = "tests: not run" if tests is None else f"tests: passed ({tests.counts()['passed']} passed)"
         summary = "\n".join(
@@ -514,7 +532,7 @@ class ReferenceAgent:
                 "patch": str(patch),
                 "work_dir": str(work),
                 "push": push_note,
-                "pull_request": None,
+                "pull_request": pr_url,
             },
         )
         return summary
@@ -589,19 +607,39 @@ class ReferenceAgent:
         return commit
 
     def publish(
-        self, plan: Plan, *, work: Path, repo: str, source: str, branch: str, commit: str, files: list[str]
-    ) -> str:
-        """Push the branch to the repository it came from, once HOL approves that action."""
+        self,
+        plan: Plan,
+        *,
+        work: Path,
+        repo: str,
+        ref: str,
+        task_id: str,
+        branch: str,
+        commit: str,
+        files: list[str],
+        forge: tuple[Any, str | None, str],
+    ) -> tuple[str, str, str | None]:
+        """Push the branch to the repository it came from once HOL approves that action and, for
+        a repository on the configured forge, open its pull request. Returns the push note, the
+        pull-request note and the pull request's URL."""
+        forge_config, repository, forge_note = forge
         if not plan.push:
-            return "push: not asked for (inputs.push is false)"
-        if not source.startswith("/"):
-            return "push: skipped (pushing to a remote needs forge credentials; none configured)"
+            return "push: not asked for (inputs.push is false)", "pull request: skipped (no push asked for)", None
+        if forge_note:  # a remote that is not on a configured forge: nothing can be pushed
+            return f"push: skipped ({forge_note})", f"pull request: skipped ({forge_note})", None
         outcome = self.client.approve(
             action_type="git",
             resource_type="repository",
             operation="push",
-            details={"repository": repo, "branch": branch, "commit": commit, "files": files},
-            impact=f"pushes branch {branch} ({len(files)} file(s) changed) to {repo}",
+            details={
+                "repository": repo,
+                "branch": branch,
+                "commit": commit,
+                "files": files,
+                "pull_request": bool(repository),
+            },
+            impact=f"pushes branch {branch} ({len(files)} file(s) changed) to {repo}"
+            + (" and opens a pull request" if repository else ""),
             wait=self.remaining(),
         )
         level = outcome.request.get("risk_level", "?")
@@ -612,15 +650,67 @@ class ReferenceAgent:
                 stage="pr_creation",
                 data={"approval": outcome.request.get("id"), "status": outcome.status},
             )
-            return f"push: not approved ({outcome.status}: {outcome.reason}); the branch stays in {work}"
-        git("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", cwd=work, timeout=self.remaining())
+            note = f"push: not approved ({outcome.status}: {outcome.reason}); the branch stays in {work}"
+            return note, "pull request: skipped (the push was not approved)", None
+        env = push_environment(forge_config) if repository else {}
+        git(
+            "push",
+            "--quiet",
+            "origin",
+            f"refs/heads/{branch}:refs/heads/{branch}",
+            cwd=work,
+            timeout=self.remaining(),
+            env=env,
+        )
         self.say(
             "status",
             f"Pushed {branch} to {repo} ({level} risk, approved)",
             stage="pr_creation",
             data={"approval": outcome.request.get("id"), "branch": branch, "commit": commit},
         )
-        return f"push: {branch} pushed to {repo} (approval {outcome.request.get('id')}, {level} risk)"
+        push_note = f"push: {branch} pushed to {repo} (approval {outcome.request.get('id')}, {level} risk)"
+        if not repository:
+            return push_note, "pull request: skipped (a local repository has no forge)", None
+        title = plan.commit_message.splitlines()[0] if plan.commit_message.strip() else f"HOL task {task_id}"
+        body = f"{plan.commit_message}\n\nMade by HOL's reference agent for task {task_id}."
+        try:
+            pull = open_pull_request(
+                forge_config,
+                repository,
+                head=branch,
+                base=ref,
+                title=title,
+                body=body,
+                timeout=min(30.0, self.remaining()),
+            )
+        except ForgeError as error:
+            self.say("error", f"Pull request not opened: {error}", stage="pr_creation", data={"reason": str(error)})
+            return push_note, f"pull request: not opened ({error}); the branch is pushed", None
+        url = pull["html_url"]
+        self.say(
+            "status",
+            f"Opened pull request {url}",
+            stage="pr_creation",
+            data={"pull_request": url, "number": pull.get("number")},
+        )
+        return push_note, f"pull request: {url}", url
+
+
+def on_forge(source: str) -> tuple[Any, str | None, str]:
+    """For a remote source: the configured forge, the repository's `owner/name` on it, and why
+    nothing can be pushed there when that is so (else ""). A local source needs no forge."""
+    if source.startswith("/"):
+        return None, None, ""
+    try:
+        forge = forge_from_env()
+    except ForgeError as error:
+        return None, None, f"the forge is misconfigured: {error}"
+    if forge is None:
+        return None, None, "no forge token configured (HOL_FORGE_TOKEN)"
+    repository = forge_repository(source, forge)
+    if repository is None:
+        return forge, None, f"{source} is not an owner/name repository on the forge's host {forge.host}"
+    return forge, repository, ""
 
 
 def settle(call: Any, *, attempts: int = 3) -> Any:

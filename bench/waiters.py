@@ -11,10 +11,10 @@ agent, then:
                 process (CLIENT LIST matched to the process's sockets) and the added RSS (VmRSS)
                 are read; then the agents cancel their requests one after another (POST
                 .../cancel, from a process of its own); latency = the waiting agent's answer minus
-                the moment the cancelling POST answered (negative when the agent had its answer
-                first: the decision is published on commit, before the POST's own answer is
-                rendered); the *_from_sent_ms figures count from the moment the POST was sent,
-                so they include the decision's own work;
+                the moment the cancelling POST was sent (the issue's measure: it includes the
+                decision's own work); the *_after_answer_ms figures count from the moment the
+                POST answered instead (negative when the agent had its answer first: the
+                decision is published on commit, before the POST's own answer is rendered);
   (b) alone     fresh requests are cancelled the same way with nobody waiting.
 
 The last line printed is one JSON object with p50_ms, p99_ms, redis_clients_waiting (the most of any
@@ -208,8 +208,8 @@ async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list
         seconds, decided = await asyncio.to_thread(cancel_in_own_process, base, tokens, ids)
         await asyncio.gather(*waiters)
     return {
-        "latencies": [returned[i] - decided[i][1] for i in ids],
-        "latencies_from_sent": [returned[i] - decided[i][0] for i in ids],
+        "latencies": [returned[i] - decided[i][0] for i in ids],
+        "latencies_after_answer": [returned[i] - decided[i][1] for i in ids],
         "redis_clients": redis_clients,
         "rss_mb_added": rss_waiting - rss_before,
         "seconds": seconds,
@@ -279,7 +279,7 @@ def main() -> int:
         sock.close()
 
     latencies_ms = [value * 1000 for value in waiting["latencies"]]
-    from_sent_ms = [value * 1000 for value in waiting["latencies_from_sent"]]
+    after_answer_ms = [value * 1000 for value in waiting["latencies_after_answer"]]
     with_waiters = args.agents / waiting["seconds"]
     without = args.agents / alone_seconds
     result = {
@@ -289,8 +289,8 @@ def main() -> int:
         "p50_ms": round(percentile(latencies_ms, 50), 2),
         "p99_ms": round(percentile(latencies_ms, 99), 2),
         "max_ms": round(max(latencies_ms), 2),
-        "p50_from_sent_ms": round(percentile(from_sent_ms, 50), 2),
-        "p99_from_sent_ms": round(percentile(from_sent_ms, 99), 2),
+        "p50_after_answer_ms": round(percentile(after_answer_ms, 50), 2),
+        "p99_after_answer_ms": round(percentile(after_answer_ms, 99), 2),
         "redis_clients_waiting": max(waiting["redis_clients"]),
         "redis_clients_per_process": waiting["redis_clients"],
         "rss_mb_added": round(waiting["rss_mb_added"], 1),

@@ -303,7 +303,8 @@ def test_reference_agent_plans_edits_tests_and_pushes_after_approvals(submit_cha
     }
     (summary,) = events(task, "summary")
     assert summary.data["branch"] == branch
-    assert "pull request: skipped (no forge token configured)" in summary.content
+    assert "pull request: skipped (a local repository has no forge)" in summary.content
+    assert summary.data["pull_request"] is None
 
     trace = Path(Execution.objects.get(task=task).trace_path)
     patch = (trace / "changes.patch").read_text()
