@@ -33,7 +33,7 @@ from tasks.intake import (
 from tasks.models import Priority, Task
 from tasks.services.permissions import ensure_can_manage_task
 
-STREAM_SHOWN = 300
+STREAM_SHOWN = 100
 UNAPPROVED_SHOWN = 10
 
 # Which form field each of the intake gate's codes is about, so the error shows next to it.
@@ -183,10 +183,26 @@ def task_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _positive_int(value: str | None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return None
+    return number if 0 < number < 2**63 else None
+
+
 @person_required
 def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
     task = chat_selectors.task_for_stream(actor=request.user, task_id=pk)
-    newest = list(ChatMessage.objects.filter(task=task).select_related("sender").order_by("-id")[:STREAM_SHOWN])[::-1]
+    # The newest STREAM_SHOWN messages, live; `?before=<id>` pages back through older ones (a
+    # window that does not go live: the live stream continues from the newest).
+    before = _positive_int(request.GET.get("before"))
+    window = ChatMessage.objects.filter(task=task).select_related("sender").order_by("-id")
+    if before is not None:
+        window = window.filter(id__lt=before)
+    newest = list(window[: STREAM_SHOWN + 1])[::-1]
+    earlier = len(newest) > STREAM_SHOWN
+    newest = newest[1:] if earlier else newest
     # An answer comes after its question, so the answers to the questions shown are among the
     # task's messages from the oldest one shown on: one range of the (task, id) index.
     answered = set(
@@ -210,6 +226,8 @@ def task_detail(request: HttpRequest, pk: Any) -> HttpResponse:
             "messages_shown": newest,
             "answered": answered,
             "last_id": newest[-1].pk if newest else 0,
+            "earlier_before": newest[0].pk if earlier else None,
+            "paged_back": before is not None,
             "work_orders": task.work_orders.select_related("worker").order_by("-enqueued_at")[:20],
             "executions": task.executions.select_related("worker", "agent_session").order_by("-started_at")[:20],
             "approvals": ApprovalRequest.objects.filter(task=task)

@@ -271,3 +271,31 @@ def test_the_audit_page_shows_beats_latest_verification(bob_client, task):
 def test_an_empty_inputs_field_stays_empty_when_the_form_shows_again(bob_client):
     page = bob_client.post("/tasks/", {**FORM, "repo": "https://evil.example/x"}).content.decode()
     assert not re.search(r">\s*null\s*</textarea>", page)
+
+
+def test_a_busy_task_page_shows_the_latest_messages_and_pages_back(bob_client, task, agent_007):
+    """The page renders the newest messages (live) and links to earlier ones; an older window
+    does not go live, and the way back is the task page itself."""
+    from tasks.pages import STREAM_SHOWN
+
+    posted = [
+        chat_message_post(actor=agent_007, task_id=task.pk, content=f"line {n}", event_type="log").pk
+        for n in range(STREAM_SHOWN + 30)
+    ]
+
+    def shown(page: str) -> list[int]:
+        return [int(found) for found in re.findall(r'<li id="message-(\d+)"', page)]
+
+    latest = bob_client.get(f"/tasks/{task.pk}/").content.decode()
+    assert shown(latest) == posted[-STREAM_SHOWN:]
+    assert 'data-live="1"' in latest and f'data-after="{posted[-1]}"' in latest
+    earlier = re.search(r'href="\?before=(\d+)#stream" id="stream-earlier"', latest)
+    assert int(earlier.group(1)) == posted[-STREAM_SHOWN]
+
+    older = bob_client.get(f"/tasks/{task.pk}/?before={earlier.group(1)}").content.decode()
+    assert shown(older) == posted[:30]
+    assert 'data-live="0"' in older and 'id="stream-latest"' in older
+    assert 'id="stream-earlier"' not in older  # nothing before the first
+
+    for junk in ("abc", "-5", "0", "99999999999999999999999"):
+        assert shown(bob_client.get(f"/tasks/{task.pk}/?before={junk}").content.decode()) == posted[-STREAM_SHOWN:]

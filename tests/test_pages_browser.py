@@ -114,6 +114,29 @@ def test_an_agents_log_line_appears_live(person, agent):
     person.wait_for_selector("#stream .msg.log >> text=collecting 42 tests")
 
 
+def test_a_busy_stream_pages_back_and_the_older_window_stays_still(person, agent, shots):
+    from tasks.pages import STREAM_SHOWN
+
+    task_id = create_task_in_the_browser(person, "A long run")
+    claim(agent, task_id)
+    for n in range(STREAM_SHOWN + 5):
+        post(agent, task_id, content=f"step {n}", event_type="log", stage="testing")
+    person.reload()
+    assert person.locator("#stream .msg").count() == STREAM_SHOWN
+    person.click("#stream-earlier")
+    person.wait_for_selector("#stream-latest")
+    assert person.locator("#stream .msg").count() == 5
+    assert person.inner_text("#stream .msg:last-child .body") == "step 4"
+    person.screenshot(path=str(shots / "task-earlier.png"), full_page=True)
+    post(agent, task_id, content="after paging back", event_type="log")
+    person.wait_for_timeout(1500)  # a live page shows a line within a second; this one must not
+    assert person.locator("#stream >> text=after paging back").count() == 0
+    person.click("#stream-latest")
+    person.wait_for_selector("#stream .msg.log >> text=after paging back")
+    post(agent, task_id, content="live again", event_type="log")
+    person.wait_for_selector("#stream .msg.log >> text=live again")
+
+
 def test_answering_a_question_reaches_the_waiting_agent_and_the_badge_counts_it(person, agent):
     task_id = create_task_in_the_browser(person, "Ask me something")
     claim(agent, task_id)

@@ -136,7 +136,7 @@
   }
 
   var stream = document.getElementById("stream");
-  if (stream) {
+  if (stream && stream.dataset.live === "1") {  /* an older window (?before=) stays as it is */
     var lastId = parseInt(stream.dataset.after || "0", 10);
     live("task", function () { return "/ws/tasks/" + stream.dataset.taskId + "/?after=" + lastId; }, function (event) {
       if (event.type !== "chat.message") { return; }
@@ -149,8 +149,8 @@
       if (m.id > lastId) { lastId = m.id; }
       if (atBottom) { stream.scrollTop = stream.scrollHeight; }
     });
-    stream.scrollTop = stream.scrollHeight;
   }
+  if (stream) { stream.scrollTop = stream.scrollHeight; }
 
   /* --- the dashboard --- */
   var dashboard = document.getElementById("dashboard");
