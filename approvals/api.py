@@ -48,6 +48,7 @@ from hol.longpoll import (
     limited,
     method_not_allowed,
     release_connection,
+    release_request_thread,
     wait_seconds,
 )
 from hol.pubsub import shared_subscriber
@@ -255,7 +256,10 @@ def _serialize(actor: Any, pk: str) -> _Seen:
             .values_list("worker_id", flat=True)
             .first()
         )
-    return _Seen(ApprovalRequestSerializer(approval).data, approval.expires_at if pending else None, worker_id)
+    # A plain dict: the serializer's ReturnDict would keep the serializer and its fields alive
+    # for as long as the wait lasts.
+    body = dict(ApprovalRequestSerializer(approval).data)
+    return _Seen(body, approval.expires_at if pending else None, worker_id)
 
 
 def _read(actor: Any, pk: str) -> _Seen:
@@ -316,6 +320,7 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
                     wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
                 if seen.lease_worker_id is not None:
                     wake_at = min(wake_at, next_heartbeat)
+                release_request_thread()  # no idle thread of its own while it waits
                 try:
                     await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
                     woken = True

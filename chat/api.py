@@ -31,6 +31,7 @@ from hol.longpoll import (
     limited,
     method_not_allowed,
     release_connection,
+    release_request_thread,
     wait_seconds,
 )
 from hol.pubsub import shared_subscriber
@@ -174,6 +175,7 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
                     wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
                 if lease_worker is not None:
                     wake_at = min(wake_at, next_heartbeat)
+                release_request_thread()  # no idle thread of its own while it waits
                 try:
                     await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
                 except TimeoutError:

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -37,6 +37,21 @@ async def limited(func: Callable[..., T], *args: Any) -> T:
         slots = _read_slots[loop] = asyncio.Semaphore(CONCURRENT_READS)
     async with slots:
         return await sync_to_async(func)(*args)
+
+
+def release_request_thread() -> None:
+    """Let the request's own thread go for the length of a wait. Django runs each request's
+    thread-sensitive sync code (middleware, reads) on a thread asgiref makes for that request and
+    keeps until the request ends: a thousand waiters would hold a thousand idle threads. Dropped
+    here, the request's next sync step (its answer's middleware) gets a fresh one. Where the sync
+    code has a parent thread instead (a sync caller, as in tests), nothing is held and nothing
+    changes."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)  # its idle thread ends; nothing waits for it
 
 
 def extend_lease(actor: Any, worker_id: Any) -> bool:

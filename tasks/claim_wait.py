@@ -32,6 +32,7 @@ from hol.longpoll import (
     limited,
     method_not_allowed,
     release_connection,
+    release_request_thread,
 )
 from hol.pubsub import redis_client, shared_subscriber
 from hol.run_scope import OUT_OF_SCOPE, run_scope
@@ -122,6 +123,7 @@ async def queue_claim(request: HttpRequest) -> JsonResponse | HttpResponse:
     available; without Redis they try every few seconds. The wait heartbeats the worker."""
     if request.method != "POST":
         return method_not_allowed(request)
+    release_request_thread()  # no idle thread of its own while it waits
     try:
         if not _asks_to_wait(request):
             _, _, work_order = await limited(_authenticate_and_claim, request, False)

@@ -369,9 +369,19 @@ def redis_connections_of(pid: int, redis_url: str) -> int:
         return sum(int(entry["addr"].rsplit(":", 1)[1]) in local_ports for entry in client.client_list())
 
 
+def fewest_threads(pid: int, *, below: int, seconds: float) -> int:
+    """The fewest threads process `pid` had, sampled until it has fewer than `below` or the time
+    is up."""
+    fewest, deadline = 10**6, time.monotonic() + seconds
+    while fewest >= below and time.monotonic() < deadline:
+        fewest = min(fewest, len(os.listdir(f"/proc/{pid}/task")))
+        time.sleep(0.1)
+    return fewest
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_hundred_waiters_share_a_few_redis_connections(daphne, agent_007):
+def test_two_hundred_waiters_share_a_few_redis_connections_and_hold_no_threads(daphne, agent_007):
     url, process = daphne
     if not settings.REDIS_URL.startswith("redis://"):
         pytest.skip("counts Redis connections over TCP (set REDIS_URL)")
@@ -379,7 +389,7 @@ def test_two_hundred_waiters_share_a_few_redis_connections(daphne, agent_007):
     channels = [channel_name(request.pk) for request in requests]
     headers = bearer(agent_007)
 
-    async def scenario() -> tuple[int, list[tuple[int, str]]]:
+    async def scenario() -> tuple[int, int, list[tuple[int, str]]]:
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
             waiters = [
@@ -388,14 +398,18 @@ def test_two_hundred_waiters_share_a_few_redis_connections(daphne, agent_007):
             ]
             await asyncio.to_thread(wait_until_subscribed, settings.REDIS_URL, channels)
             held = await asyncio.to_thread(redis_connections_of, process.pid, settings.REDIS_URL)
+            # Subscribed comes before each waiter's first read; once read, it waits with no thread.
+            threads = await asyncio.to_thread(fewest_threads, process.pid, below=40, seconds=20)
+            assert not any(waiter.done() for waiter in waiters)
             for request in requests:
                 await asyncio.to_thread(approval_cancel, actor=agent_007, request_id=request.pk, reason="done")
             answers = await asyncio.gather(*waiters)
-            return held, [(answer.status_code, answer.json()["status"]) for answer in answers]
+            return held, threads, [(answer.status_code, answer.json()["status"]) for answer in answers]
 
-    held, answers = asyncio.run(scenario())
+    held, threads, answers = asyncio.run(scenario())
     assert answers == [(200, "cancelled")] * 200
     assert held <= 4  # one connection per waiter would be 200
+    assert threads < 40  # no idle thread per waiter (asgiref keeps one per request unless let go)
 
 
 @pytest.mark.postgres

@@ -262,9 +262,12 @@ def test_a_real_worker_runs_the_task_and_posts_the_signed_callback(
 ):
     secret = "callback-secret-of-this-test"
     start_worker(extra_env={"HOL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "HOL_CALLBACK_SECRET": secret})
-    payload = task_payload(callback_url=f"{receiver}/hook", assigned_to=alice_developer.username, enqueue=True)
-    task_id = client_for(alice_developer).post("/api/v1/tasks", payload, format="json").json()["id"]
+    alice = client_for(alice_developer)
+    payload = task_payload(callback_url=f"{receiver}/hook", assigned_to=alice_developer.username)
+    task_id = alice.post("/api/v1/tasks", payload, format="json").json()["id"]
+    # The agent's script exists before its work order does: no attempt can start without it.
     (agent_scripts / f"{task_id}.py").write_text("print('shipped it')\n")
+    assert alice.post("/api/v1/queue/enqueue", {"task_id": task_id}, format="json").status_code == 201
     task = Task.objects.get(pk=task_id)
     wait_for_status(task, Task.Status.COMPLETED)
     eventually(lambda: len(Receiver.received) == 1, what="the callback")
