@@ -180,14 +180,15 @@ def parse_plan(inputs: Any, *, objective: str, task_id: str) -> Plan:
 
 
 def allowed_prefixes() -> list[str]:
-    return [p.strip().lower() for p in os.environ.get("HOL_ALLOWED_REPO_PREFIXES", "").split(",") if p.strip()]
+    return [p.strip() for p in os.environ.get("HOL_ALLOWED_REPO_PREFIXES", "").split(",") if p.strip()]
 
 
 def resolve_source(repo: str, *, prefixes: list[str], allow_network: bool) -> str:
     """Where to clone from. A local path must resolve (symlinks followed) under an allowed root
     that is itself a local path; a remote one must be https and the task must allow the network.
     No allowed prefixes denies everything."""
-    if not any(repo.lower().startswith(prefix) for prefix in prefixes):
+    local = repo.startswith("/")  # a path, exactly as written; a URL, in any case
+    if not any(repo.startswith(p) if local else repo.lower().startswith(p.lower()) for p in prefixes):
         raise RunFailed(f"repository {repo!r} is not under an allowed prefix (HOL_ALLOWED_REPO_PREFIXES)")
     if repo.startswith("/"):
         path = Path(repo).resolve()

@@ -6,7 +6,8 @@
 creates its own database (dropped and recreated), migrates it, starts daphne, opens one request per
 agent, then:
 
-  (a) waiting   every agent waits on its request with GET /api/v1/approvals/{id}?wait=120; once all
+  (a) waiting   every agent waits on its request with GET /api/v1/approvals/{id}?wait=120 (on a
+                keep-alive connection, as hol_agent's client keeps one; closed after the round); once all
                 wait (each has subscribed and read its row), the Redis connections of each daphne
                 process (CLIENT LIST matched to the process's sockets) and the added RSS (VmRSS)
                 are read; then the agents cancel their requests one after another (POST
@@ -15,7 +16,9 @@ agent, then:
                 decision's own work); the *_after_answer_ms figures count from the moment the
                 POST answered instead (negative when the agent had its answer first: the
                 decision is published on commit, before the POST's own answer is rendered);
-  (b) alone     fresh requests are cancelled the same way with nobody waiting.
+  (b) alone     fresh requests are cancelled the same way with nobody waiting: half of them before
+                the waiting round (after a short untimed warm-up) and half after it, so a
+                machine that speeds up or slows down over the run weighs on both sides alike.
 
 The last line printed is one JSON object with p50_ms, p99_ms, redis_clients_waiting (the most of any
 process), rss_mb_added, web_processes and ops_ratio (cancels/s with waiters / without).
@@ -43,6 +46,7 @@ import httpx
 from bench._common import fresh_database
 
 DB_NAME = "hol_bench_waiters"
+WARM_UP = 50  # untimed cancels before the first timed round: a fresh process's first requests
 ACTION = {"action_type": "file", "operation": "write", "environment": "dev"}
 WAIT_SECONDS = 120
 
@@ -160,28 +164,26 @@ async def settled(client, agent_token: str, ids: list[str], redis_url: str) -> N
         raise RuntimeError(f"read answered {response.status_code}: {response.text[:200]}")
 
 
-async def long_poll(base: str, path: str, agent_token: str) -> tuple[int, bytes]:
-    """One GET on a connection of its own, read to its end: what a waiting agent does, without an
-    HTTP client library's per-response CPU, which on two cores would compete with the server for
-    the machine and so be measured as the server's cost."""
+async def long_poll(base: str, path: str, agent_token: str, kept: list) -> tuple[int, bytes]:
+    """One GET on a keep-alive connection of its own, as an agent's persistent HTTP client makes
+    it (hol_agent keeps its connection for its next call), without an HTTP client library's
+    per-response CPU, which on two cores would compete with the server for the machine and so be
+    measured as the server's. The connection is left open in `kept`, closed after the round."""
     host, port = base.removeprefix("http://").rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {agent_token}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        raw = await reader.read()  # to the end: the server closes the connection after its answer
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" in head.lower():
-        chunks, rest = [], body
-        while (size := int(rest.split(b"\r\n", 1)[0], 16)) > 0:
-            start = rest.index(b"\r\n") + 2
-            chunks.append(rest[start : start + size])
-            rest = rest[start + size + 2 :]
+    kept.append(writer)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {agent_token}\r\n\r\n".encode())
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+    if b"content-length" in fields:
+        body = await reader.readexactly(int(fields[b"content-length"]))
+    else:  # chunked
+        chunks = []
+        while (size := int((await reader.readuntil(b"\r\n")).strip(), 16)) > 0:
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        await reader.readexactly(2)
         body = b"".join(chunks)
     return int(head.split(b" ", 2)[1]), body
 
@@ -189,10 +191,12 @@ async def long_poll(base: str, path: str, agent_token: str) -> tuple[int, bytes]
 async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list[int], redis_url: str) -> dict:
     returned: dict[str, float] = {}
     rss_before = sum(rss_mb(pid) for pid in pids)
+    kept: list = []
     async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS + 30) as client:
 
         async def wait(agent_token: str, request_id: str) -> None:
-            code, body = await long_poll(base, f"/api/v1/approvals/{request_id}?wait={WAIT_SECONDS}", agent_token)
+            path = f"/api/v1/approvals/{request_id}?wait={WAIT_SECONDS}"
+            code, body = await long_poll(base, path, agent_token, kept)
             returned[request_id] = time.monotonic()
             if code != 200 or json.loads(body)["status"] != "cancelled":
                 raise RuntimeError(f"wait answered {code}: {body[:200]!r}")
@@ -207,6 +211,9 @@ async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list
         rss_waiting = sum(rss_mb(pid) for pid in pids)
         seconds, decided = await asyncio.to_thread(cancel_in_own_process, base, tokens, ids)
         await asyncio.gather(*waiters)
+    for writer in kept:  # the agents are done; their connections end before the next round
+        writer.close()
+    await asyncio.sleep(2)
     return {
         "latencies": [returned[i] - decided[i][0] for i in ids],
         "latencies_after_answer": [returned[i] - decided[i][1] for i in ids],
@@ -254,6 +261,7 @@ def main() -> int:
     tokens = [token(account) for account in accounts]
     waited_ids = open_requests(accounts)
     alone_ids = open_requests(accounts)
+    warm_ids = open_requests(accounts[:WARM_UP])
     connections.close_all()
 
     sock = listening_socket("127.0.0.1", 0)
@@ -270,10 +278,14 @@ def main() -> int:
                     raise RuntimeError("daphne did not start") from None
                 time.sleep(0.1)
         pids = [process.pid for process in processes]
+        half = args.agents // 2
+        cancel_in_own_process(base, tokens[:WARM_UP], warm_ids)
+        log("alone (first half): cancels with nobody waiting")
+        before_seconds, _ = cancel_in_own_process(base, tokens[:half], alone_ids[:half])
         log("waiting: every agent long-polls, then each cancels its request in turn")
         waiting = asyncio.run(waiting_round(base, tokens, waited_ids, pids, settings.REDIS_URL))
-        log("alone: the same cancels with nobody waiting")
-        alone_seconds, _ = cancel_in_own_process(base, tokens, alone_ids)
+        log("alone (second half): cancels with nobody waiting")
+        after_seconds, _ = cancel_in_own_process(base, tokens[half:], alone_ids[half:])
     finally:
         stop_all(processes)
         sock.close()
@@ -281,7 +293,7 @@ def main() -> int:
     latencies_ms = [value * 1000 for value in waiting["latencies"]]
     after_answer_ms = [value * 1000 for value in waiting["latencies_after_answer"]]
     with_waiters = args.agents / waiting["seconds"]
-    without = args.agents / alone_seconds
+    without = args.agents / (before_seconds + after_seconds)
     result = {
         "bench": "waiters",
         "agents": args.agents,
@@ -296,6 +308,10 @@ def main() -> int:
         "rss_mb_added": round(waiting["rss_mb_added"], 1),
         "decisions_per_s_waiting": round(with_waiters, 1),
         "decisions_per_s_alone": round(without, 1),
+        "decisions_per_s_alone_before_after": [
+            round(half / before_seconds, 1),
+            round((args.agents - half) / after_seconds, 1),
+        ],
         "ops_ratio": round(with_waiters / without, 3),
     }
     result["goal_met"] = result["p99_ms"] <= 50 and result["ops_ratio"] >= 0.8 and result["redis_clients_waiting"] <= 4

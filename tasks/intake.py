@@ -68,7 +68,7 @@ def _check_repo(repo: str) -> None:
         raise ValidationFailed(f"target.repo is longer than {MAX_REPO_LENGTH} characters", code=REPO_NOT_ALLOWED)
     if _CONTROL.search(repo) or re.search(r"\s", repo):
         raise ValidationFailed("target.repo must not contain spaces or control characters", code=REPO_NOT_ALLOWED)
-    if ".." in re.split(r"[/\\:]", repo) or "%2e" in repo:
+    if ".." in re.split(r"[/\\:]", repo) or "%2e" in repo.lower():
         raise ValidationFailed("target.repo must not contain a '..' segment", code=REPO_NOT_ALLOWED)
 
 
@@ -85,10 +85,24 @@ def _check_path(path: str) -> None:
 
 
 def normalize_repo(repo: str) -> str:
-    repo = repo.strip().lower()
+    """A URL is lower-cased, without a trailing `.git` or `/`: one spelling per repository. A
+    local path names a directory on a case-sensitive file system, where a bare repository's
+    `.git` is part of its name: kept as written but for trailing slashes."""
+    repo = repo.strip()
+    if repo.startswith("/"):
+        return repo.rstrip("/") or "/"
+    repo = repo.lower()
     if repo.endswith(".git"):
         repo = repo[: -len(".git")]
     return repo.rstrip("/")
+
+
+def repo_under(repo: str, prefix: str) -> bool:
+    """Whether a normalised repository starts with an allowed prefix: a local path exactly as
+    written, a URL in any case."""
+    if repo.startswith("/"):
+        return repo.startswith(prefix)
+    return repo.startswith(prefix.lower())
 
 
 def apply_aliases(payload: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +148,8 @@ def check_intake(
         raise ValidationFailed("target.repo is required", code=REPO_NOT_ALLOWED)
     repo = normalize_repo(repo)
     _check_repo(repo)
-    prefixes = [p.strip().lower() for p in allowed_repo_prefixes if p.strip()]
-    if not any(repo.startswith(prefix) for prefix in prefixes):
+    prefixes = [p.strip() for p in allowed_repo_prefixes if p.strip()]
+    if not any(repo_under(repo, prefix) for prefix in prefixes):
         if prefixes:
             why = f"it does not start with a prefix in HOL_ALLOWED_REPO_PREFIXES ({', '.join(prefixes)})"
         else:

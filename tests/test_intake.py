@@ -171,6 +171,15 @@ def test_repo_is_lower_cased_and_git_suffix_stripped(as_agent_007, new_task):
     assert Task.objects.get().target_repo == "https://github.com/acme/shop"
 
 
+def test_a_local_repository_path_keeps_its_case_and_git_suffix(as_agent_007, new_task, settings):
+    settings.HOL_ALLOWED_REPO_PREFIXES = ["/srv/Repos/"]
+    response = post_task(as_agent_007, new_task(target={"repo": "/srv/Repos/App.git/"}))
+    assert response.status_code == 201, response.content
+    assert Task.objects.get().target_repo == "/srv/Repos/App.git"
+    refused = post_task(as_agent_007, new_task(target={"repo": "/srv/repos/App.git"}))
+    assert refused.status_code == 422 and refused.json()["code"] == "REPO_NOT_ALLOWED"
+
+
 def test_objective_is_trimmed(as_agent_007, new_task):
     response = post_task(as_agent_007, new_task(objective="   Make the build green \n"))
     assert response.status_code == 201, response.content

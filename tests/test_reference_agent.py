@@ -162,6 +162,19 @@ def test_repository_outside_the_allowed_roots_is_refused(calc_repo, repos_root, 
     )
 
 
+def test_a_local_path_is_taken_as_written_case_and_git_suffix_included(tmp_path):
+    """Linux paths are case-sensitive and a bare repository's `.git` is part of its name."""
+    root = tmp_path / "Repos"
+    bare = root / "App.git"
+    bare.mkdir(parents=True)
+    assert reference_agent.resolve_source(str(bare), prefixes=[f"{root}/"], allow_network=False) == str(bare)
+    with pytest.raises(RunFailed, match="not under an allowed prefix"):  # another directory than the one allowed
+        reference_agent.resolve_source(str(bare), prefixes=[f"{str(root).lower()}/"], allow_network=False)
+    assert reference_agent.resolve_source(
+        "https://github.com/acme/shop", prefixes=["https://GitHub.com/"], allow_network=True
+    ) == ("https://github.com/acme/shop")
+
+
 # --- the plan buttons on the task page ---
 
 
