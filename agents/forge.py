@@ -89,6 +89,37 @@ def push_environment(forge: Forge) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a checkout's branch may go: for a repository on the configured forge, the forge and
+    its `owner/name` there; for any other remote, why nothing goes there (`refusal`). A local
+    repository has neither and needs no forge."""
+
+    forge: Forge | None = None
+    repository: str | None = None
+    refusal: str = ""
+
+    @property
+    def git_environment(self) -> dict[str, str]:
+        """What git needs to clone from and push to it: the forge's token, or nothing."""
+        return push_environment(self.forge) if self.forge and self.repository else {}
+
+
+def destination_of(source: str, environ: dict[str, str] | None = None) -> Destination:
+    if source.startswith("/"):
+        return Destination()
+    try:
+        forge = forge_from_env(environ)
+    except ForgeError as error:
+        return Destination(refusal=f"the forge is misconfigured: {error}")
+    if forge is None:
+        return Destination(refusal="no forge token configured (HOL_FORGE_TOKEN)")
+    repository = forge_repository(source, forge)
+    if repository is None:
+        return Destination(refusal=f"{source} is not an owner/name repository on the forge's host {forge.host}")
+    return Destination(forge=forge, repository=repository)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # a redirect is answered as the error it then is: the token stays here

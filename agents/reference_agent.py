@@ -33,7 +33,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository's hol_agent importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.forge import ForgeError, forge_from_env, forge_repository, open_pull_request, push_environment
+from agents.forge import Destination, ForgeError, destination_of, open_pull_request
 from hol_agent import HolClient, HolError, HolUnreachable
 
 PLAN_KEYS = {"edits", "test_command", "test_timeout_seconds", "commit_message", "push"}
@@ -434,9 +434,10 @@ class ReferenceAgent:
         work = self.trace_dir / "work"
         if work.exists():
             raise RunFailed(f"{work} already exists; a run starts from a fresh trace folder")
-        forge, repository, forge_note = on_forge(source)
-        forge_env = push_environment(forge) if forge and repository else {}
-        base = checkout(source, ref, work=work, branch=branch, timeout=self.remaining(), env=forge_env)
+        destination = destination_of(source)
+        base = checkout(
+            source, ref, work=work, branch=branch, timeout=self.remaining(), env=destination.git_environment
+        )
         self.say(
             "status",
             f"Checked out {repo} @ {ref} ({base[:12]}) on branch {branch}",
@@ -508,7 +509,7 @@ class ReferenceAgent:
             branch=branch,
             commit=commit,
             files=changed,
-            forge=(forge, repository, forge_note),
+            destination=destination,
         )
         tests_note = "tests: not run" if tests is None else f"tests: passed ({tests.counts()['passed']} passed)"
         summary = "\n".join(
@@ -618,16 +619,17 @@ class ReferenceAgent:
         branch: str,
         commit: str,
         files: list[str],
-        forge: tuple[Any, str | None, str],
+        destination: Destination,
     ) -> tuple[str, str, str | None]:
         """Push the branch to the repository it came from once HOL approves that action and, for
         a repository on the configured forge, open its pull request. Returns the push note, the
         pull-request note and the pull request's URL."""
-        forge_config, repository, forge_note = forge
+        repository = destination.repository
         if not plan.push:
             return "push: not asked for (inputs.push is false)", "pull request: skipped (no push asked for)", None
-        if forge_note:  # a remote that is not on a configured forge: nothing can be pushed
-            return f"push: skipped ({forge_note})", f"pull request: skipped ({forge_note})", None
+        if destination.refusal:  # a remote that is not on a configured forge: nothing can be pushed
+            why = destination.refusal
+            return f"push: skipped ({why})", f"pull request: skipped ({why})", None
         outcome = self.client.approve(
             action_type="git",
             resource_type="repository",
@@ -653,7 +655,6 @@ class ReferenceAgent:
             )
             note = f"push: not approved ({outcome.status}: {outcome.reason}); the branch stays in {work}"
             return note, "pull request: skipped (the push was not approved)", None
-        env = push_environment(forge_config) if repository else {}
         git(
             "push",
             "--quiet",
@@ -661,7 +662,7 @@ class ReferenceAgent:
             f"refs/heads/{branch}:refs/heads/{branch}",
             cwd=work,
             timeout=self.remaining(),
-            env=env,
+            env=destination.git_environment,
         )
         self.say(
             "status",
@@ -676,7 +677,7 @@ class ReferenceAgent:
         body = f"{plan.commit_message}\n\nMade by HOL's reference agent for task {task_id}."
         try:
             pull = open_pull_request(
-                forge_config,
+                destination.forge,
                 repository,
                 head=branch,
                 base=ref,
@@ -695,23 +696,6 @@ class ReferenceAgent:
             data={"pull_request": url, "number": pull.get("number")},
         )
         return push_note, f"pull request: {url}", url
-
-
-def on_forge(source: str) -> tuple[Any, str | None, str]:
-    """For a remote source: the configured forge, the repository's `owner/name` on it, and why
-    nothing can be pushed there when that is so (else ""). A local source needs no forge."""
-    if source.startswith("/"):
-        return None, None, ""
-    try:
-        forge = forge_from_env()
-    except ForgeError as error:
-        return None, None, f"the forge is misconfigured: {error}"
-    if forge is None:
-        return None, None, "no forge token configured (HOL_FORGE_TOKEN)"
-    repository = forge_repository(source, forge)
-    if repository is None:
-        return forge, None, f"{source} is not an owner/name repository on the forge's host {forge.host}"
-    return forge, repository, ""
 
 
 def settle(call: Any, *, attempts: int = 3) -> Any:

@@ -45,7 +45,8 @@ def release_request_thread() -> None:
     keeps until the request ends: a thousand waiters would hold a thousand idle threads. Dropped
     here, the request's next sync step (its answer's middleware) gets a fresh one. Where the sync
     code has a parent thread instead (a sync caller, as in tests), nothing is held and nothing
-    changes."""
+    changes. (asgiref's per-context executors are internal to it: the pinned version's, checked by
+    the 200-waiter test in test_approvals_longpoll.)"""
     context = SyncToAsync.thread_sensitive_context.get(None)
     if context is None:
         return

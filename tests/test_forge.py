@@ -11,7 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agents.forge import Forge, ForgeError, forge_from_env, forge_repository, open_pull_request, push_environment
+from agents.forge import (
+    Forge,
+    ForgeError,
+    destination_of,
+    forge_from_env,
+    forge_repository,
+    open_pull_request,
+    push_environment,
+)
 
 TOKEN = "ghp_" + "x" * 36
 
@@ -98,6 +106,23 @@ def test_a_misconfigured_forge_is_refused_without_showing_the_token(environ):
 )
 def test_only_owner_name_repositories_on_the_forge_host_are_the_forge_s(url, repository):
     assert forge_repository(url, forge_from_env({"HOL_FORGE_TOKEN": TOKEN})) == repository
+
+
+def test_where_a_branch_may_go():
+    local = destination_of("/srv/repos/app", {"HOL_FORGE_TOKEN": TOKEN})
+    assert (local.repository, local.refusal, local.git_environment) == (None, "", {})
+    assert "no forge token" in destination_of("https://github.com/acme/app", {}).refusal
+    assert (
+        "misconfigured"
+        in destination_of(
+            "https://github.com/acme/app", {"HOL_FORGE_TOKEN": TOKEN, "HOL_FORGE_API_URL": "http://forge.example.org"}
+        ).refusal
+    )
+    elsewhere = destination_of("https://evil.example/acme/app", {"HOL_FORGE_TOKEN": TOKEN})
+    assert "not an owner/name repository" in elsewhere.refusal and elsewhere.git_environment == {}
+    forge = destination_of("https://github.com/acme/app.git", {"HOL_FORGE_TOKEN": TOKEN})
+    assert (forge.repository, forge.refusal) == ("acme/app", "")
+    assert forge.git_environment == push_environment(forge.forge)
 
 
 def git_header_for(url: str, environment: dict[str, str]) -> str | None:
