@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,7 @@ from hol.api import validated
 from hol.errors import BadRequest, DomainError
 from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
+    answer_when_done,
     authenticate,
     error_response,
     extend_lease,
@@ -51,7 +53,7 @@ from hol.longpoll import (
     release_request_thread,
     wait_seconds,
 )
-from hol.pubsub import shared_subscriber
+from hol.pubsub import Watch, shared_subscriber
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -277,7 +279,7 @@ def _authenticate_and_read(request: HttpRequest, pk: str) -> tuple[Any, _Seen]:
         release_connection()
 
 
-async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
+async def approval_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """Read a request; with `wait=N`, wait while it is pending until it is decided or N seconds
     (capped by HOL_APPROVAL_WAIT_MAX_SECONDS) pass. Waiters share the process's one Redis
     subscription: the row is read once at the start, each read on a connection that is closed
@@ -286,7 +288,11 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
     every few seconds instead, so the decision still arrives. A request that reaches its deadline
     during the wait is read again, and so answers `expired`. When the request names a work order
     the caller's worker holds, the wait heartbeats that worker every
-    HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10), so the lease outlives the wait."""
+    HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS (default 10), so the lease outlives the wait.
+
+    Once the first read finds it pending, the answer is a 200 whose body is made when the wait
+    ends (hol.longpoll.answer_when_done); a request that leaves the caller's view meanwhile ends
+    the wait on what was last seen."""
     if request.method != "GET":
         return method_not_allowed(request)
     try:
@@ -294,46 +300,66 @@ async def approval_detail(request: HttpRequest, pk: str) -> JsonResponse:
         if wait <= 0:
             _, seen = await limited(_authenticate_and_read, request, pk)
             return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
-        heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
         subscriber = shared_subscriber()
         await subscriber.ready(timeout=min(wait, 1.0))
         # Subscribe before the first read, so a decision made in between still wakes us.
-        async with subscriber.wait_on(channel_name(pk)) as decided:
+        watch = await subscriber.watch(channel_name(pk))
+        try:
             actor, seen = await limited(_authenticate_and_read, request, pk)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
-            next_heartbeat = loop.time()
-            while seen.body["status"] == ApprovalRequest.Status.PENDING:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if seen.lease_worker_id is not None and now >= next_heartbeat:
-                    if not await limited(extend_lease, actor, seen.lease_worker_id):
-                        seen.lease_worker_id = None
-                    next_heartbeat = now + heartbeat_every
-                # Without Redis nothing will wake us: poll the database instead.
-                polling = not subscriber.healthy
-                wake_at = deadline
-                if polling:
-                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
-                if seen.expires_at is not None:
-                    wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
-                if seen.lease_worker_id is not None:
-                    wake_at = min(wake_at, next_heartbeat)
-                release_request_thread()  # no idle thread of its own while it waits
-                try:
-                    await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
-                    woken = True
-                except TimeoutError:
-                    woken = False
-                message = decided.message if woken else None
-                decided.clear()
-                # The decision usually comes sealed in the message: answered without a read.
-                if (body := approval_services.unsealed_body(seen.body["id"], message)) is not None:
-                    return HttpResponse(body, content_type="application/json")
-                overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
-                if woken or polling or overdue:
-                    seen = await limited(_read, actor, pk)
+        except BaseException:
+            watch.end()
+            raise
     except DomainError as exc:
         return error_response(exc)
-    return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
+    if seen.body["status"] != ApprovalRequest.Status.PENDING:
+        watch.end()
+        return JsonResponse(seen.body, encoder=DjangoJSONEncoder)
+    return await answer_when_done(request, _decision(watch, actor, pk, seen, wait), watch)
+
+
+async def _decision(watch: Watch, actor: Any, pk: str, seen: _Seen, wait: float) -> AsyncIterator[bytes]:
+    """The body `approval_detail` answers once the request is decided or the wait ends."""
+    try:
+        heartbeat_every = float(getattr(settings, "HOL_APPROVAL_WAIT_HEARTBEAT_SECONDS", 10))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        next_heartbeat = loop.time()
+        decided = watch.wakeup
+        while seen.body["status"] == ApprovalRequest.Status.PENDING:
+            now = loop.time()
+            if now >= deadline:
+                break
+            if seen.lease_worker_id is not None and now >= next_heartbeat:
+                if not await limited(extend_lease, actor, seen.lease_worker_id):
+                    seen.lease_worker_id = None
+                next_heartbeat = now + heartbeat_every
+            # Without Redis nothing will wake us: poll the database instead.
+            polling = not watch.subscriber.healthy
+            wake_at = deadline
+            if polling:
+                wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+            if seen.expires_at is not None:
+                wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
+            if seen.lease_worker_id is not None:
+                wake_at = min(wake_at, next_heartbeat)
+            release_request_thread()  # no idle thread of its own while it waits
+            try:
+                await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
+                woken = True
+            except TimeoutError:
+                woken = False
+            message = decided.message if woken else None
+            decided.clear()
+            # The decision usually comes sealed in the message: answered without a read.
+            if (body := approval_services.unsealed_body(seen.body["id"], message)) is not None:
+                yield body.encode()
+                return
+            overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
+            if woken or polling or overdue:
+                try:
+                    seen = await limited(_read, actor, pk)
+                except DomainError:
+                    break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+        yield json.dumps(seen.body, cls=DjangoJSONEncoder).encode()
+    finally:
+        watch.end()

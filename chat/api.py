@@ -6,10 +6,12 @@ one-time WebSocket ticket."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -24,6 +26,7 @@ from hol.api import validated
 from hol.errors import BadRequest, DomainError, NotFound
 from hol.longpoll import (
     POLL_SECONDS_WITHOUT_REDIS,
+    answer_when_done,
     authenticate,
     error_response,
     extend_lease,
@@ -34,7 +37,7 @@ from hol.longpoll import (
     release_request_thread,
     wait_seconds,
 )
-from hol.pubsub import shared_subscriber
+from hol.pubsub import Watch, shared_subscriber
 from hol.ws_auth import TICKET_SECONDS, ticket_issue
 from tasks.models import WorkOrder
 
@@ -140,12 +143,13 @@ def _authenticate_and_read(request: HttpRequest, question_id: int) -> tuple[Any,
         release_connection()
 
 
-async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
+async def chat_message_reply(request: HttpRequest, pk: str) -> HttpResponse:
     """The first human answer to a question; with `wait=N`, wait up to N seconds (capped by
     HOL_APPROVAL_WAIT_MAX_SECONDS) for it. Waiters share the process's one Redis subscription;
     without Redis they re-read the database every few seconds, so they still get their answer.
     An asker whose worker holds a work order of the task is heartbeaten while it waits, so its
-    lease outlives the wait for a person."""
+    lease outlives the wait for a person. Once the first read finds no answer, the answer is a
+    200 whose body is made when the wait ends (hol.longpoll.answer_when_done)."""
     if request.method != "GET":
         return method_not_allowed(request)
     question_id = int(pk)
@@ -157,34 +161,55 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> JsonResponse:
         subscriber = shared_subscriber()
         await subscriber.ready(timeout=min(wait, 1.0))
         # Subscribe before the first read, so an answer given in between still wakes us.
-        async with subscriber.wait_on(reply_channel(question_id)) as answered:
+        watch = await subscriber.watch(reply_channel(question_id))
+        try:
             actor, body, lease_worker = await limited(_authenticate_and_read, request, question_id)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
-            next_heartbeat = loop.time()
-            while not body["answered"]:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if lease_worker is not None and now >= next_heartbeat:
-                    if not await limited(extend_lease, actor, lease_worker):
-                        lease_worker = None
-                    next_heartbeat = now + heartbeat_seconds()
-                wake_at = deadline
-                if not subscriber.healthy:  # nothing will wake us: read the database instead
-                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
-                if lease_worker is not None:
-                    wake_at = min(wake_at, next_heartbeat)
-                release_request_thread()  # no idle thread of its own while it waits
-                try:
-                    await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
-                except TimeoutError:
-                    if loop.time() >= deadline:
-                        break
-                    if subscriber.healthy and lease_worker is not None:
-                        continue  # woken only to heartbeat; nothing new to read
-                answered.clear()
-                body = await limited(_read, actor, question_id)
+        except BaseException:
+            watch.end()
+            raise
     except DomainError as exc:
         return error_response(exc)
-    return JsonResponse(body, encoder=DjangoJSONEncoder)
+    if body["answered"]:
+        watch.end()
+        return JsonResponse(body, encoder=DjangoJSONEncoder)
+    return await answer_when_done(request, _reply(watch, actor, question_id, body, lease_worker, wait), watch)
+
+
+async def _reply(
+    watch: Watch, actor: Any, question_id: int, body: dict, lease_worker: Any, wait: float
+) -> AsyncIterator[bytes]:
+    """The body `chat_message_reply` answers once the question is answered or the wait ends."""
+    try:
+        answered = watch.wakeup
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        next_heartbeat = loop.time()
+        while not body["answered"]:
+            now = loop.time()
+            if now >= deadline:
+                break
+            if lease_worker is not None and now >= next_heartbeat:
+                if not await limited(extend_lease, actor, lease_worker):
+                    lease_worker = None
+                next_heartbeat = now + heartbeat_seconds()
+            wake_at = deadline
+            if not watch.subscriber.healthy:  # nothing will wake us: read the database instead
+                wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+            if lease_worker is not None:
+                wake_at = min(wake_at, next_heartbeat)
+            release_request_thread()  # no idle thread of its own while it waits
+            try:
+                await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    break
+                if watch.subscriber.healthy and lease_worker is not None:
+                    continue  # woken only to heartbeat; nothing new to read
+            answered.clear()
+            try:
+                body = await limited(_read, actor, question_id)
+            except DomainError:
+                break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+        yield json.dumps(body, cls=DjangoJSONEncoder).encode()
+    finally:
+        watch.end()

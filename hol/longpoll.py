@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions as drf_exceptions
 
 from hol.errors import BadRequest, DomainError, Unauthenticated, error_body
+from hol.pubsub import Watch
 from hol.run_scope import RunScopedJWTAuthentication
 
 # How often a waiter re-reads the database while the shared Redis subscription is down.
@@ -39,20 +42,74 @@ async def limited(func: Callable[..., T], *args: Any) -> T:
         return await sync_to_async(func)(*args)
 
 
+class _AfterWait:
+    """The executor a long-poll's sync steps run on once its own thread is released: a few
+    threads every waiter of the process shares, kept for the process's life, so waking a
+    waiter starts no thread and its end joins none. Only what follows a wait runs here (the
+    answer's middleware, a re-read, a heartbeat): each read opens and closes its own database
+    connection, so no step needs the thread an earlier one ran on."""
+
+    _pool = ThreadPoolExecutor(max_workers=CONCURRENT_READS, thread_name_prefix="hol-after-wait")
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shared: a request ending does not shut it down."""
+
+    def __bool__(self) -> bool:
+        # asgiref starts a thread to shut down a request's executor when the request ends, if
+        # it has one: read as "none", this one is spared that thread.
+        return False
+
+
+AFTER_WAIT = _AfterWait()
+
+
 def release_request_thread() -> None:
     """Let the request's own thread go for the length of a wait. Django runs each request's
     thread-sensitive sync code (middleware, reads) on a thread asgiref makes for that request and
-    keeps until the request ends: a thousand waiters would hold a thousand idle threads. Dropped
-    here, the request's next sync step (its answer's middleware) gets a fresh one. Where the sync
-    code has a parent thread instead (a sync caller, as in tests), nothing is held and nothing
-    changes. (asgiref's per-context executors are internal to it: the pinned version's, checked by
-    the 200-waiter test in test_approvals_longpoll.)"""
+    keeps until the request ends: a thousand waiters would hold a thousand idle threads. Released
+    here, the request's later sync steps run on the threads the process's waiters share
+    (AFTER_WAIT). Where the sync code has a parent thread instead (a sync caller, as in tests),
+    nothing is held and nothing changes. (asgiref's per-context executors are internal to it:
+    the pinned version's, checked by the 200-waiter test in test_approvals_longpoll.)"""
     context = SyncToAsync.thread_sensitive_context.get(None)
     if context is None:
         return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is AFTER_WAIT:
+        return
+    SyncToAsync.context_to_thread_executor[context] = AFTER_WAIT
     if executor is not None:
         executor.shutdown(wait=False)  # its idle thread ends; nothing waits for it
+
+
+class AnswerWhenDone(StreamingHttpResponse):
+    """A long-poll's 200 answer whose JSON body is made when its wait ends. Its head passes
+    through the middleware when the wait begins, while the request still has its thread; once
+    decided, the answer is one write (daphne sends the head with the body), not another round
+    of middleware on threads. Closing it ends the wait's watch, also when the body was never
+    asked for (the client left first)."""
+
+    def __init__(self, body: AsyncIterator[bytes], watch: Watch) -> None:
+        super().__init__(body, content_type="application/json")
+        self.watch = watch
+
+    def close(self) -> None:
+        self.watch.end_soon()
+        super().close()
+
+
+async def answer_when_done(request: HttpRequest, body: AsyncIterator[bytes], watch: Watch) -> HttpResponse:
+    """Serve a wait's body (an async generator that ends `watch`) as AnswerWhenDone under ASGI;
+    for a sync caller (the test client, whose event loop ends with the view), wait here."""
+    if isinstance(request, ASGIRequest):
+        return AnswerWhenDone(body, watch)
+    try:
+        return HttpResponse(b"".join([part async for part in body]), content_type="application/json")
+    finally:
+        watch.end()
 
 
 def extend_lease(actor: Any, worker_id: Any) -> bool:

@@ -51,6 +51,25 @@ class Wakeup(asyncio.Event):
         self.message = None
 
 
+class Watch:
+    """One waiter's registration on a channel (`SharedSubscriber.watch`). `end()` on the event
+    loop or `end_soon()` from any thread ends it; ending twice does nothing."""
+
+    def __init__(self, subscriber: SharedSubscriber, channel: str) -> None:
+        self.subscriber = subscriber
+        self.channel = channel
+        self.wakeup = Wakeup()
+        self._ended = False
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.subscriber._unwatch(self.channel, self.wakeup)
+
+    def end_soon(self) -> None:
+        self.subscriber._task.get_loop().call_soon_threadsafe(self.end)
+
+
 class SharedSubscriber:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -58,6 +77,7 @@ class SharedSubscriber:
         self.healthy = False
         self._pubsub: aioredis.client.PubSub | None = None
         self._ready = asyncio.Event()
+        self._unsubscribing: set[asyncio.Task] = set()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -112,26 +132,43 @@ class SharedSubscriber:
                     event.set()
             await asyncio.sleep(RECONNECT_SECONDS)
 
+    async def watch(self, channel: str) -> Watch:
+        """Register a waiter on `channel`, subscribing (if nobody else waits on it) before this
+        returns, so a message published after it wakes the waiter. The caller ends the watch."""
+        watch = Watch(self, channel)
+        first = channel not in self.waiters
+        self.waiters.setdefault(channel, set()).add(watch.wakeup)
+        if first and self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pubsub.subscribe(channel), timeout=2)
+        return watch
+
+    def _unwatch(self, channel: str, event: Wakeup) -> None:
+        events = self.waiters.get(channel)
+        if events is None:
+            return
+        events.discard(event)
+        if not events:
+            del self.waiters[channel]
+            # In the background: a waiter's answer does not wait for Redis to confirm.
+            task = self._task.get_loop().create_task(self._unsubscribe(channel))
+            self._unsubscribing.add(task)
+            task.add_done_callback(self._unsubscribing.discard)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if channel in self.waiters or self._pubsub is None:
+            return  # someone waits on it again (and subscribed), or the connection is gone
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._pubsub.unsubscribe(channel), timeout=2)
+
     @contextlib.asynccontextmanager
     async def wait_on(self, channel: str) -> AsyncIterator[Wakeup]:
-        """Subscribe (if nobody else waits on `channel`) and yield a Wakeup set on each message."""
-        event = Wakeup()
-        first = channel not in self.waiters
-        self.waiters.setdefault(channel, set()).add(event)
+        """`watch` for the length of a block: yields the Wakeup, set on each message."""
+        watch = await self.watch(channel)
         try:
-            if first and self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._pubsub.subscribe(channel), timeout=2)
-            yield event
+            yield watch.wakeup
         finally:
-            events = self.waiters.get(channel)
-            if events is not None:
-                events.discard(event)
-                if not events:
-                    del self.waiters[channel]
-                    if self._pubsub is not None:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(self._pubsub.unsubscribe(channel), timeout=2)
+            watch.end()
 
     async def ready(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -410,6 +411,56 @@ def test_two_hundred_waiters_share_a_few_redis_connections_and_hold_no_threads(d
     assert answers == [(200, "cancelled")] * 200
     assert held <= 4  # one connection per waiter would be 200
     assert threads < 40  # no idle thread per waiter (asgiref keeps one per request unless let go)
+    # Woken, the waiters answered on the threads they share (no thread started per answer, none
+    # left behind), and each let its channel go.
+    assert len(list(Path(f"/proc/{process.pid}/task").iterdir())) < 40
+    unsubscribed(channels)
+
+
+def unsubscribed(channels: list[str]) -> None:
+    with closing(redis.Redis.from_url(settings.REDIS_URL)) as watcher:
+        eventually(
+            lambda: not any(count for _, count in watcher.pubsub_numsub(*channels)),
+            seconds=10,
+            what="the waiters' channels to be unsubscribed",
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waited_answer_passes_through_the_middleware_like_any_other(daphne_url, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    answers: list[httpx.Response] = []
+    url = f"{daphne_url}/api/v1/approvals/{request.pk}?wait=30"
+    thread = threading.Thread(target=lambda: answers.append(httpx.get(url, headers=bearer(agent_007), timeout=30)))
+    thread.start()
+    wait_until_subscribed(settings.REDIS_URL, [channel_name(request.pk)])
+    approval_cancel(actor=agent_007, request_id=request.pk, reason="done")
+    thread.join(30)
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "cancelled"
+    assert answer.headers["content-type"] == "application/json"
+    # The head went through the middleware when the wait began; the body came with the decision.
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_that_leaves_during_its_wait_lets_its_channel_go(daphne_url, agent_007):
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    channel = channel_name(request.pk)
+    host, port = daphne_url.removeprefix("http://").rsplit(":", 1)
+    token = bearer(agent_007)["Authorization"]
+    with closing(socket.create_connection((host, int(port)), timeout=10)) as agent:
+        agent.sendall(
+            f"GET /api/v1/approvals/{request.pk}?wait=60 HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: {token}\r\n\r\n".encode()
+        )
+        wait_until_subscribed(settings.REDIS_URL, [channel])
+    # The agent hung up 60 s early: its wait ends and nothing stays subscribed for it.
+    unsubscribed([channel])
 
 
 @pytest.mark.postgres

@@ -178,13 +178,15 @@ def _decided_body(request_id: object) -> dict[str, Any] | None:
     """The request as the API renders it, read after the commit; None while still pending."""
     from approvals.serializers import ApprovalRequestSerializer
 
-    request = (
-        ApprovalRequest.objects.select_related("requested_by", "assigned_to", "approver")
-        .prefetch_related("decisions__approver")
-        .filter(pk=request_id)
-        .first()
-    )
-    if request is None or request.status == ApprovalRequest.Status.PENDING:
+    try:  # get(), not first(): no ORDER BY to compile on every decision
+        request = (
+            ApprovalRequest.objects.select_related("requested_by", "assigned_to", "approver")
+            .prefetch_related("decisions__approver")
+            .get(pk=request_id)
+        )
+    except ApprovalRequest.DoesNotExist:
+        return None
+    if request.status == ApprovalRequest.Status.PENDING:
         return None
     return ApprovalRequestSerializer(request).data
 
