@@ -17,11 +17,14 @@ agent, then:
                 POST answered instead (negative when the agent had its answer first: the
                 decision is published on commit, before the POST's own answer is rendered);
   (b) alone     fresh requests are cancelled the same way with nobody waiting: half of them before
-                the waiting round (after a short untimed warm-up) and half after it, so a
-                machine that speeds up or slows down over the run weighs on both sides alike.
+                the waiting round (after an untimed warm-up of WARM_UP cancels, and a VACUUM
+                ANALYZE of the fresh tables) and half after it, so a machine that speeds up or
+                slows down over the run weighs on both sides alike.
 
 The last line printed is one JSON object with p50_ms, p99_ms, redis_clients_waiting (the most of any
-process), rss_mb_added, web_processes and ops_ratio (cancels/s with waiters / without).
+process), rss_mb_added, web_processes and ops_ratio (cancels/s with waiters / without); and, to
+tell the wake-ups' cost from the machine's drift, web_cpu_ms_per_decision_alone/_waiting (the
+daphne processes' CPU time per cancel, their waiters' answers included).
 Goal: p99 ≤ 50 ms, ops_ratio ≥ 0.8, Redis connections ≤ 4 per process.
 """
 
@@ -42,11 +45,12 @@ from contextlib import closing, suppress
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from bench._common import fresh_database
 
 DB_NAME = "hol_bench_waiters"
-WARM_UP = 50  # untimed cancels before the first timed round: a fresh process's first requests
+WARM_UP = 200  # untimed cancels before the first timed round: a fresh process's first requests
 ACTION = {"action_type": "file", "operation": "write", "environment": "dev"}
 WAIT_SECONDS = 120
 
@@ -65,6 +69,15 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes `pids` have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def redis_connections_of(pid: int, redis_url: str) -> int:
@@ -209,8 +222,10 @@ async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list
             raise RuntimeError("an agent returned before any decision")
         redis_clients = [redis_connections_of(pid, redis_url) for pid in pids]
         rss_waiting = sum(rss_mb(pid) for pid in pids)
+        cpu_before = cpu_seconds(pids)
         seconds, decided = await asyncio.to_thread(cancel_in_own_process, base, tokens, ids)
         await asyncio.gather(*waiters)
+        cpu = cpu_seconds(pids) - cpu_before
     for writer in kept:  # the agents are done; their connections end before the next round
         writer.close()
     await asyncio.sleep(2)
@@ -220,6 +235,7 @@ async def waiting_round(base: str, tokens: list[str], ids: list[str], pids: list
         "redis_clients": redis_clients,
         "rss_mb_added": rss_waiting - rss_before,
         "seconds": seconds,
+        "cpu_seconds": cpu,
     }
 
 
@@ -263,6 +279,9 @@ def main() -> int:
     alone_ids = open_requests(accounts)
     warm_ids = open_requests(accounts[:WARM_UP])
     connections.close_all()
+    # Statistics for the fresh tables now, not from autovacuum in the middle of a timed round.
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
     sock = listening_socket("127.0.0.1", 0)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -281,11 +300,15 @@ def main() -> int:
         half = args.agents // 2
         cancel_in_own_process(base, tokens[:WARM_UP], warm_ids)
         log("alone (first half): cancels with nobody waiting")
+        cpu_alone = cpu_seconds(pids)
         before_seconds, _ = cancel_in_own_process(base, tokens[:half], alone_ids[:half])
+        cpu_alone = cpu_seconds(pids) - cpu_alone
         log("waiting: every agent long-polls, then each cancels its request in turn")
         waiting = asyncio.run(waiting_round(base, tokens, waited_ids, pids, settings.REDIS_URL))
         log("alone (second half): cancels with nobody waiting")
+        cpu_after = cpu_seconds(pids)
         after_seconds, _ = cancel_in_own_process(base, tokens[half:], alone_ids[half:])
+        cpu_alone += cpu_seconds(pids) - cpu_after
     finally:
         stop_all(processes)
         sock.close()
@@ -312,6 +335,9 @@ def main() -> int:
             round(half / before_seconds, 1),
             round((args.agents - half) / after_seconds, 1),
         ],
+        # The web processes' CPU per decision: the wake-ups' share, apart from the machine's drift.
+        "web_cpu_ms_per_decision_alone": round(cpu_alone / args.agents * 1000, 2),
+        "web_cpu_ms_per_decision_waiting": round(waiting["cpu_seconds"] / args.agents * 1000, 2),
         "ops_ratio": round(with_waiters / without, 3),
     }
     result["goal_met"] = result["p99_ms"] <= 50 and result["ops_ratio"] >= 0.8 and result["redis_clients_waiting"] <= 4

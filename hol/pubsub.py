@@ -26,6 +26,8 @@ RECONNECT_SECONDS = 1.0
 # after HUNG_SECONDS without a word (a pong included).
 PING_SECONDS = 1.0
 HUNG_SECONDS = 3.0
+# Channels nobody waits on any more are unsubscribed in one command at most this often.
+UNSUBSCRIBE_EVERY_SECONDS = 0.2
 
 
 @lru_cache(maxsize=4)
@@ -77,7 +79,8 @@ class SharedSubscriber:
         self.healthy = False
         self._pubsub: aioredis.client.PubSub | None = None
         self._ready = asyncio.Event()
-        self._unsubscribing: set[asyncio.Task] = set()
+        self._leaving: set[str] = set()
+        self._unsubscriber: asyncio.Task | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -150,16 +153,25 @@ class SharedSubscriber:
         events.discard(event)
         if not events:
             del self.waiters[channel]
-            # In the background: a waiter's answer does not wait for Redis to confirm.
-            task = self._task.get_loop().create_task(self._unsubscribe(channel))
-            self._unsubscribing.add(task)
-            task.add_done_callback(self._unsubscribing.discard)
+            # Later, together with the channels others leave meanwhile: one UNSUBSCRIBE for
+            # many, and a waiter's answer does not wait for Redis to confirm.
+            self._leaving.add(channel)
+            if self._unsubscriber is None or self._unsubscriber.done():
+                self._unsubscriber = self._task.get_loop().create_task(self._unsubscribe_left())
 
-    async def _unsubscribe(self, channel: str) -> None:
-        if channel in self.waiters or self._pubsub is None:
-            return  # someone waits on it again (and subscribed), or the connection is gone
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._pubsub.unsubscribe(channel), timeout=2)
+    async def _unsubscribe_left(self) -> None:
+        while self._leaving:
+            await asyncio.sleep(UNSUBSCRIBE_EVERY_SECONDS)
+            channels = [channel for channel in self._leaving if channel not in self.waiters]
+            self._leaving.clear()
+            pubsub = self._pubsub
+            if not channels or pubsub is None:
+                continue  # nothing left, or the connection is gone (and its subscriptions with it)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.unsubscribe(*channels), timeout=2)
+                # A channel watched again meanwhile may have been subscribed before that went out.
+                if again := [channel for channel in channels if channel in self.waiters]:
+                    await asyncio.wait_for(pubsub.subscribe(*again), timeout=2)
 
     @contextlib.asynccontextmanager
     async def wait_on(self, channel: str) -> AsyncIterator[Wakeup]:
