@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,8 @@ from hol.longpoll import (
     wait_seconds,
 )
 from hol.pubsub import Watch, shared_subscriber
+
+log = logging.getLogger(__name__)
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -325,41 +328,46 @@ async def _decision(watch: Watch, actor: Any, pk: str, seen: _Seen, wait: float)
         deadline = loop.time() + wait
         next_heartbeat = loop.time()
         decided = watch.wakeup
-        while seen.body["status"] == ApprovalRequest.Status.PENDING:
-            now = loop.time()
-            if now >= deadline:
-                break
-            if seen.lease_worker_id is not None and now >= next_heartbeat:
-                if not await limited(extend_lease, actor, seen.lease_worker_id):
-                    seen.lease_worker_id = None
-                next_heartbeat = now + heartbeat_every
-            # Without Redis nothing will wake us: poll the database instead.
-            polling = not watch.subscriber.healthy
-            wake_at = deadline
-            if polling:
-                wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
-            if seen.expires_at is not None:
-                wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
-            if seen.lease_worker_id is not None:
-                wake_at = min(wake_at, next_heartbeat)
-            release_request_thread()  # no idle thread of its own while it waits
-            try:
-                await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
-                woken = True
-            except TimeoutError:
-                woken = False
-            message = decided.message if woken else None
-            decided.clear()
-            # The decision usually comes sealed in the message: answered without a read.
-            if (body := approval_services.unsealed_body(seen.body["id"], message)) is not None:
-                yield body.encode()
-                return
-            overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
-            if woken or polling or overdue:
+        try:
+            while seen.body["status"] == ApprovalRequest.Status.PENDING:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if seen.lease_worker_id is not None and now >= next_heartbeat:
+                    if not await limited(extend_lease, actor, seen.lease_worker_id):
+                        seen.lease_worker_id = None
+                    next_heartbeat = now + heartbeat_every
+                # Without Redis nothing will wake us: poll the database instead.
+                polling = not watch.subscriber.healthy
+                wake_at = deadline
+                if polling:
+                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+                if seen.expires_at is not None:
+                    wake_at = min(wake_at, now + max(0.0, (seen.expires_at - timezone.now()).total_seconds()) + 0.01)
+                if seen.lease_worker_id is not None:
+                    wake_at = min(wake_at, next_heartbeat)
+                release_request_thread()  # no idle thread of its own while it waits
                 try:
-                    seen = await limited(_read, actor, pk)
-                except DomainError:
-                    break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+                    await asyncio.wait_for(decided.wait(), timeout=max(0.0, wake_at - now))
+                    woken = True
+                except TimeoutError:
+                    woken = False
+                message = decided.message if woken else None
+                decided.clear()
+                # The decision usually comes sealed in the message: answered without a read.
+                if (body := approval_services.unsealed_body(seen.body["id"], message)) is not None:
+                    yield body.encode()
+                    return
+                overdue = seen.expires_at is not None and seen.expires_at <= timezone.now()
+                if woken or polling or overdue:
+                    try:
+                        seen = await limited(_read, actor, pk)
+                    except DomainError:
+                        break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+        except Exception:
+            # The answer is a 200 already (its head passed the middleware): logged, and the agent
+            # gets what was last seen and asks again.
+            log.warning("approval %s: the wait ended on an error; answering the last read", pk, exc_info=True)
         yield json.dumps(seen.body, cls=DjangoJSONEncoder).encode()
     finally:
         watch.end()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,6 +43,9 @@ from hol.ws_auth import TICKET_SECONDS, ticket_issue
 from tasks.models import WorkOrder
 
 MAX_PAGE = 500
+
+
+log = logging.getLogger(__name__)
 
 
 class ChatMessagesView(APIView):
@@ -184,32 +188,37 @@ async def _reply(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         next_heartbeat = loop.time()
-        while not body["answered"]:
-            now = loop.time()
-            if now >= deadline:
-                break
-            if lease_worker is not None and now >= next_heartbeat:
-                if not await limited(extend_lease, actor, lease_worker):
-                    lease_worker = None
-                next_heartbeat = now + heartbeat_seconds()
-            wake_at = deadline
-            if not watch.subscriber.healthy:  # nothing will wake us: read the database instead
-                wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
-            if lease_worker is not None:
-                wake_at = min(wake_at, next_heartbeat)
-            release_request_thread()  # no idle thread of its own while it waits
-            try:
-                await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
-            except TimeoutError:
-                if loop.time() >= deadline:
+        try:
+            while not body["answered"]:
+                now = loop.time()
+                if now >= deadline:
                     break
-                if watch.subscriber.healthy and lease_worker is not None:
-                    continue  # woken only to heartbeat; nothing new to read
-            answered.clear()
-            try:
-                body = await limited(_read, actor, question_id)
-            except DomainError:
-                break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+                if lease_worker is not None and now >= next_heartbeat:
+                    if not await limited(extend_lease, actor, lease_worker):
+                        lease_worker = None
+                    next_heartbeat = now + heartbeat_seconds()
+                wake_at = deadline
+                if not watch.subscriber.healthy:  # nothing will wake us: read the database instead
+                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+                if lease_worker is not None:
+                    wake_at = min(wake_at, next_heartbeat)
+                release_request_thread()  # no idle thread of its own while it waits
+                try:
+                    await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        break
+                    if watch.subscriber.healthy and lease_worker is not None:
+                        continue  # woken only to heartbeat; nothing new to read
+                answered.clear()
+                try:
+                    body = await limited(_read, actor, question_id)
+                except DomainError:
+                    break  # gone from the caller's view meanwhile: the wait ends on what it last saw
+        except Exception:
+            # The answer is a 200 already (its head passed the middleware): logged, and the agent
+            # gets what was last seen and asks again.
+            log.warning("question %s: the wait ended on an error; answering the last read", question_id, exc_info=True)
         yield json.dumps(body, cls=DjangoJSONEncoder).encode()
     finally:
         watch.end()

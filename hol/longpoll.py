@@ -95,6 +95,9 @@ class AnswerWhenDone(StreamingHttpResponse):
     def __init__(self, body: AsyncIterator[bytes], watch: Watch) -> None:
         super().__init__(body, content_type="application/json")
         self.watch = watch
+        # Django neither iterates nor closes a response whose client left while the middleware
+        # handled it: the watch then ends when the response is collected.
+        weakref.finalize(self, watch.end_soon)
 
     def close(self) -> None:
         self.watch.end_soon()

@@ -69,7 +69,8 @@ class Watch:
             self.subscriber._unwatch(self.channel, self.wakeup)
 
     def end_soon(self) -> None:
-        self.subscriber._task.get_loop().call_soon_threadsafe(self.end)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            self.subscriber._task.get_loop().call_soon_threadsafe(self.end)
 
 
 class SharedSubscriber:
@@ -98,6 +99,8 @@ class SharedSubscriber:
                 self._pubsub = pubsub
                 if late := set(self.waiters) - channels:
                     await asyncio.wait_for(pubsub.subscribe(*late), timeout=HUNG_SECONDS)
+                if gone := channels - set(self.waiters):  # left meanwhile, with no connection to leave
+                    await asyncio.wait_for(pubsub.unsubscribe(*gone), timeout=HUNG_SECONDS)
                 self.healthy = True
                 self._ready.set()
                 last_heard = last_ping = loop.time()
@@ -141,9 +144,13 @@ class SharedSubscriber:
         watch = Watch(self, channel)
         first = channel not in self.waiters
         self.waiters.setdefault(channel, set()).add(watch.wakeup)
-        if first and self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pubsub.subscribe(channel), timeout=2)
+        try:
+            if first and self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._pubsub.subscribe(channel), timeout=2)
+        except BaseException:  # cancelled (the client left) before the caller holds the watch
+            watch.end()
+            raise
         return watch
 
     def _unwatch(self, channel: str, event: Wakeup) -> None:

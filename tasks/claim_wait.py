@@ -135,7 +135,8 @@ async def queue_claim(request: HttpRequest) -> JsonResponse | HttpResponse:
             woken = await stack.enter_async_context(subscriber.wait_on(queue_channel()))
             actor, data, work_order = await limited(_authenticate_and_claim, request, True)
             if work_order is None and data["wait"] > 0:
-                stack.push_async_callback(sync_to_async(_stop_waiting), data["worker_id"])
+                # Redis only, off the shared threads (a hung Redis must not hold them).
+                stack.push_async_callback(sync_to_async(_stop_waiting, thread_sensitive=False), data["worker_id"])
             wait = data["wait"]
             next_at = await limited(_next_available, None) if work_order is None else None
             loop = asyncio.get_running_loop()

@@ -88,6 +88,25 @@ def test_a_request_reaching_its_deadline_during_the_wait_answers_expired(as_agen
     assert response.json()["status"] == "expired"
 
 
+def test_an_error_during_the_wait_answers_the_last_read_not_a_broken_200(as_agent_007, agent_007, monkeypatch, caplog):
+    # Streamed, the answer is a 200 from the first read on: a database error in a later read
+    # must still end it with a body (the last one read), and be logged.
+    from django.db import OperationalError
+
+    import approvals.api
+
+    def database_gone(actor, pk):
+        raise OperationalError("the database restarted")
+
+    request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + timedelta(seconds=0.3))
+    monkeypatch.setattr(approvals.api, "_read", database_gone)  # the re-read at the deadline fails
+    response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 10})
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    assert "the wait ended on an error" in caplog.text
+
+
 def test_read_without_wait_answers_the_request(as_agent_007, agent_007):
     request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}/")
