@@ -105,8 +105,9 @@ class AnswerWhenDone(StreamingHttpResponse):
 
 
 async def answer_when_done(request: HttpRequest, body: AsyncIterator[bytes], watch: Watch) -> HttpResponse:
-    """Serve a wait's body (an async generator that ends `watch`) as AnswerWhenDone under ASGI;
-    for a sync caller (the test client, whose event loop ends with the view), wait here."""
+    """Serve a wait's body (an async generator that ends `watch`) as AnswerWhenDone under ASGI
+    (daphne; Django's AsyncClient too, whose answer is read from `streaming_content`); for a
+    sync caller (the test client, whose event loop ends with the view), wait here."""
     if isinstance(request, ASGIRequest):
         return AnswerWhenDone(body, watch)
     try:
