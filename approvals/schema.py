@@ -1,5 +1,5 @@
 """OpenAPI for the one approvals endpoint drf-spectacular cannot see: the async long-poll read
-(`approvals.api.approval_detail` is a plain Django async view, not a DRF view)."""
+(`approvals.wait_api.approval_detail` is a plain Django async view, not a DRF view)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ one-time WebSocket ticket."""
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,9 +41,6 @@ from hol.ws_auth import TICKET_SECONDS, ticket_issue
 from tasks.models import WorkOrder
 
 MAX_PAGE = 500
-
-
-log = logging.getLogger(__name__)
 
 
 class ChatMessagesView(APIView):
@@ -153,7 +148,8 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> HttpResponse:
     without Redis they re-read the database every few seconds, so they still get their answer.
     An asker whose worker holds a work order of the task is heartbeaten while it waits, so its
     lease outlives the wait for a person. Once the first read finds no answer, the answer is a
-    200 whose body is made when the wait ends (hol.longpoll.answer_when_done)."""
+    200 whose body is made when the wait ends (hol.longpoll.answer_when_done): a read that fails
+    meanwhile ends the wait on what was last seen."""
     if request.method != "GET":
         return method_not_allowed(request)
     question_id = int(pk)
@@ -176,49 +172,41 @@ async def chat_message_reply(request: HttpRequest, pk: str) -> HttpResponse:
     if body["answered"]:
         watch.end()
         return JsonResponse(body, encoder=DjangoJSONEncoder)
-    return await answer_when_done(request, _reply(watch, actor, question_id, body, lease_worker, wait), watch)
+    reads = _reads(watch, actor, question_id, body, lease_worker, wait)
+    return await answer_when_done(request, watch, reads, f"question {question_id}")
 
 
-async def _reply(
+async def _reads(
     watch: Watch, actor: Any, question_id: int, body: dict, lease_worker: Any, wait: float
-) -> AsyncIterator[bytes]:
-    """The body `chat_message_reply` answers once the question is answered or the wait ends."""
-    try:
-        answered = watch.wakeup
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        next_heartbeat = loop.time()
+) -> AsyncIterator[dict]:
+    """What each read of the waited question sees, until it is answered or the wait ends; the
+    last is `chat_message_reply`'s answer."""
+    yield body
+    answered = watch.wakeup
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    next_heartbeat = loop.time()
+    while not body["answered"]:
+        now = loop.time()
+        if now >= deadline:
+            return
+        if lease_worker is not None and now >= next_heartbeat:
+            if not await limited(extend_lease, actor, lease_worker):
+                lease_worker = None
+            next_heartbeat = now + heartbeat_seconds()
+        wake_at = deadline
+        if not watch.subscriber.healthy:  # nothing will wake us: read the database instead
+            wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
+        if lease_worker is not None:
+            wake_at = min(wake_at, next_heartbeat)
+        release_request_thread()  # no idle thread of its own while it waits
         try:
-            while not body["answered"]:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if lease_worker is not None and now >= next_heartbeat:
-                    if not await limited(extend_lease, actor, lease_worker):
-                        lease_worker = None
-                    next_heartbeat = now + heartbeat_seconds()
-                wake_at = deadline
-                if not watch.subscriber.healthy:  # nothing will wake us: read the database instead
-                    wake_at = min(wake_at, now + POLL_SECONDS_WITHOUT_REDIS)
-                if lease_worker is not None:
-                    wake_at = min(wake_at, next_heartbeat)
-                release_request_thread()  # no idle thread of its own while it waits
-                try:
-                    await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
-                except TimeoutError:
-                    if loop.time() >= deadline:
-                        break
-                    if watch.subscriber.healthy and lease_worker is not None:
-                        continue  # woken only to heartbeat; nothing new to read
-                answered.clear()
-                try:
-                    body = await limited(_read, actor, question_id)
-                except DomainError:
-                    break  # gone from the caller's view meanwhile: the wait ends on what it last saw
-        except Exception:
-            # The answer is a 200 already (its head passed the middleware): logged, and the agent
-            # gets what was last seen and asks again.
-            log.warning("question %s: the wait ended on an error; answering the last read", question_id, exc_info=True)
-        yield json.dumps(body, cls=DjangoJSONEncoder).encode()
-    finally:
-        watch.end()
+            await asyncio.wait_for(answered.wait(), timeout=max(0.0, wake_at - now))
+        except TimeoutError:
+            if loop.time() >= deadline:
+                return
+            if watch.subscriber.healthy and lease_worker is not None:
+                continue  # woken only to heartbeat; nothing new to read
+        answered.clear()
+        body = await limited(_read, actor, question_id)
+        yield body

@@ -5,6 +5,8 @@ one error body."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions as drf_exceptions
@@ -29,6 +32,7 @@ POLL_SECONDS_WITHOUT_REDIS = 2.0
 CONCURRENT_READS = 8
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _read_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
@@ -104,14 +108,32 @@ class AnswerWhenDone(StreamingHttpResponse):
         super().close()
 
 
-async def answer_when_done(request: HttpRequest, body: AsyncIterator[bytes], watch: Watch) -> HttpResponse:
-    """Serve a wait's body (an async generator that ends `watch`) as AnswerWhenDone under ASGI
-    (daphne; Django's AsyncClient too, whose answer is read from `streaming_content`); for a
-    sync caller (the test client, whose event loop ends with the view), wait here."""
+async def answer_when_done(
+    request: HttpRequest, watch: Watch, reads: AsyncIterator[dict | bytes], what: str
+) -> HttpResponse:
+    """The answer of a wait that found its object pending: `reads` yields what each read saw (a
+    dict, or a body already encoded), the last being the answer. Under ASGI (daphne; Django's
+    AsyncClient too, whose answer is read from `streaming_content`) it is an AnswerWhenDone; for
+    a sync caller (the test client, whose event loop ends with the view) the wait happens here."""
+    body = _last_read(watch, reads, what)
     if isinstance(request, ASGIRequest):
         return AnswerWhenDone(body, watch)
+    return HttpResponse(b"".join([part async for part in body]), content_type="application/json")
+
+
+async def _last_read(watch: Watch, reads: AsyncIterator[dict | bytes], what: str) -> AsyncIterator[bytes]:
+    last: dict | bytes = b""
     try:
-        return HttpResponse(b"".join([part async for part in body]), content_type="application/json")
+        try:
+            async for read in reads:
+                last = read
+        except DomainError:
+            pass  # gone from the caller's view meanwhile: the wait ends on what it last saw
+        except Exception:
+            # The answer is a 200 already (its head passed the middleware): logged, and the agent
+            # gets what was last seen and asks again.
+            log.warning("%s: the wait ended on an error; answering the last read", what, exc_info=True)
+        yield last if isinstance(last, bytes) else json.dumps(last, cls=DjangoJSONEncoder).encode()
     finally:
         watch.end()
 

@@ -7,9 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 
-from approvals.api import ApprovalViewSet, RiskAssessView, approval_detail
+from approvals.api import ApprovalViewSet, RiskAssessView
 from approvals.metrics import metrics_view
 from approvals.pages import approval_decide, approval_inbox
+from approvals.wait_api import approval_detail
 from audit.api import AuditViewSet
 from audit.pages import audit_page, audit_verify_now
 from chat.api import ChatMessagesView, WsTicketView, chat_message_reply

@@ -93,14 +93,14 @@ def test_an_error_during_the_wait_answers_the_last_read_not_a_broken_200(as_agen
     # must still end it with a body (the last one read), and be logged.
     from django.db import OperationalError
 
-    import approvals.api
+    import approvals.wait_api
 
     def database_gone(actor, pk):
         raise OperationalError("the database restarted")
 
     request = approval_request_create(actor=agent_007, action=MEDIUM_ACTION)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + timedelta(seconds=0.3))
-    monkeypatch.setattr(approvals.api, "_read", database_gone)  # the re-read at the deadline fails
+    monkeypatch.setattr(approvals.wait_api, "_read", database_gone)  # the re-read at the deadline fails
     response = as_agent_007.get(f"/api/v1/approvals/{request.pk}", {"wait": 10})
     assert response.status_code == 200
     assert response.json()["status"] == "pending"
